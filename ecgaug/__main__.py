@@ -1,0 +1,5 @@
+import sys
+
+from ecgaug.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""Saving and loading our own model folders: ``config.json`` + ``model.safetensors``.
+
+Each model class pairs with a config dataclass (``config_class``); ``save_pretrained`` writes
+both, ``from_pretrained`` rebuilds the model from the config and loads the weights strictly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+M = TypeVar("M", bound="PretrainedModelMixin")
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def config_from_dict(config_class, data: dict[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - set(fields) - {"_class_name"})
+    if unknown:
+        raise ValueError(f"{config_class.__name__} got unknown config keys {unknown}; valid keys are {sorted(fields)}.")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    return config_class(**kwargs)
+
+
+class PretrainedModelMixin:
+    config_class: ClassVar[type]
+    config: Any
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        data = {"_class_name": type(self).__name__, **config_to_dict(self.config)}
+        (directory / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> M:
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{cls.__name__}.from_pretrained: {path} is missing; expected a folder written by save_pretrained().")
+        data = json.loads(config_path.read_text())
+        if data.get("_class_name", cls.__name__) != cls.__name__:
+            raise ValueError(f"{config_path} describes a {data['_class_name']}, not a {cls.__name__}.")
+        model = cls(config_from_dict(cls.config_class, data))
+        state = load_file(str(weights_path), device=str(map_location))
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+    @property
+    def num_parameters(self) -> int:
+        assert isinstance(self, nn.Module)
+        return sum(p.numel() for p in self.parameters())

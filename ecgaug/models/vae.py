@@ -1,0 +1,236 @@
+"""The DiffuSETS ECG variational autoencoder (1-D, 12 leads ↔ 4 × 128 latent).
+
+Rebuilt from the facts in DiffuSETS' published model description (Lai et al., Patterns 2025);
+the layout follows Stable Diffusion's autoencoder in one dimension: down blocks of residual
+blocks, a mid block with one self-attention layer, and a mirrored decoder. Published weights
+are converted by :mod:`ecgaug.models.convert`.
+
+Shapes (published configuration): ECG ``(B, 12, 1024)`` → latent ``(B, 4, 128)`` → ECG.
+Leads are in the model's (MIMIC-IV-ECG) order; see :mod:`ecgaug.signal`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecgaug.models.modeling_utils import PretrainedModelMixin
+
+__all__ = ["VAEConfig", "ECGVAE", "LatentDistribution"]
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    in_channels: int = 12
+    latent_channels: int = 4
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)  # one down block each; all but the last halve the length
+    layers_per_block: int = 2  # residual blocks per encoder block (the decoder uses one more, as in Stable Diffusion)
+    norm_num_groups: int = 32
+    scaling_factor: float = 0.18215  # latent = z * scaling_factor, so the diffusion model sees unit-scale latents
+    logvar_min: float = -30.0
+    logvar_max: float = 20.0
+    num_samples: int = 1024  # ECG length the model was built for (10 s at 102.4 Hz)
+
+    @property
+    def latent_length(self) -> int:
+        return self.num_samples // 2 ** (len(self.block_out_channels) - 1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, norm_num_groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(norm_num_groups, in_channels)
+        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(norm_num_groups, out_channels)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.shortcut(x)
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention over the length axis with a fused q/k/v projection.
+
+    The published block also stores a GroupNorm that its forward pass never applies; it is
+    left out here (the converter drops it knowingly).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.in_proj = nn.Linear(channels, 3 * channels)
+        self.out_proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.transpose(1, 2)  # (B, C, L) -> (B, L, C)
+        q, k, v = self.in_proj(h).chunk(3, dim=-1)
+        h = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), one head
+        return x + self.out_proj(h).transpose(1, 2)
+
+
+class Downsample(nn.Module):
+    """Halve the length: pad one sample on the right, then a stride-2 convolution without padding."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1)))
+
+
+class Upsample(nn.Module):
+    """Double the length: nearest-neighbour upsampling, then a convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class MidBlock(nn.Module):
+    def __init__(self, channels: int, norm_num_groups: int):
+        super().__init__()
+        self.resnet1 = ResidualBlock(channels, channels, norm_num_groups)
+        self.attention = SelfAttention(channels)
+        self.resnet2 = ResidualBlock(channels, channels, norm_num_groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resnet2(self.attention(self.resnet1(x)))
+
+
+class CodingBlock(nn.Module):
+    """Residual blocks followed by an optional resampling layer (one encoder or decoder stage)."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, norm_num_groups: int, resample: type | None):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResidualBlock(in_channels if i == 0 else out_channels, out_channels, norm_num_groups) for i in range(num_layers)
+        )
+        self.resample = resample(out_channels) if resample is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        return self.resample(x) if self.resample is not None else x
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = config.block_out_channels
+        self.conv_in = nn.Conv1d(config.in_channels, channels[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        for i, out_channels in enumerate(channels):
+            in_channels = channels[max(i - 1, 0)]
+            is_last = i == len(channels) - 1
+            self.down_blocks.append(
+                CodingBlock(in_channels, out_channels, config.layers_per_block, config.norm_num_groups, None if is_last else Downsample)
+            )
+        self.mid_block = MidBlock(channels[-1], config.norm_num_groups)
+        self.norm_out = nn.GroupNorm(config.norm_num_groups, channels[-1])
+        self.conv_out = nn.Conv1d(channels[-1], 2 * config.latent_channels, 3, padding=1)
+        self.quant_conv = nn.Conv1d(2 * config.latent_channels, 2 * config.latent_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)  # (B, 12, L) -> (B, C0, L)
+        for block in self.down_blocks:
+            h = block(h)  # length halves in all but the last block
+        h = self.mid_block(h)
+        h = self.conv_out(F.silu(self.norm_out(h)))
+        return self.quant_conv(h)  # (B, 2 * latent_channels, L / 8): mean and log-variance
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels = tuple(reversed(config.block_out_channels))
+        self.post_quant_conv = nn.Conv1d(config.latent_channels, config.latent_channels, 1)
+        self.conv_in = nn.Conv1d(config.latent_channels, channels[0], 3, padding=1)
+        self.mid_block = MidBlock(channels[0], config.norm_num_groups)
+        self.up_blocks = nn.ModuleList()
+        for i, out_channels in enumerate(channels):
+            in_channels = channels[max(i - 1, 0)]
+            is_last = i == len(channels) - 1
+            self.up_blocks.append(
+                CodingBlock(in_channels, out_channels, config.layers_per_block + 1, config.norm_num_groups, None if is_last else Upsample)
+            )
+        self.norm_out = nn.GroupNorm(config.norm_num_groups, channels[-1])
+        self.conv_out = nn.Conv1d(channels[-1], config.in_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(self.post_quant_conv(z))  # (B, 4, L / 8) -> (B, C_last, L / 8)
+        h = self.mid_block(h)
+        for block in self.up_blocks:
+            h = block(h)  # length doubles in all but the last block
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 12, L)
+
+
+@dataclass
+class LatentDistribution:
+    """Diagonal Gaussian over unscaled latents; ``sample`` returns scaled latents."""
+
+    mean: torch.Tensor  # (B, latent_channels, latent_length)
+    logvar: torch.Tensor
+    scaling_factor: float
+
+    def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return (self.mean + torch.exp(0.5 * self.logvar) * noise) * self.scaling_factor
+
+    def mode(self) -> torch.Tensor:
+        return self.mean * self.scaling_factor
+
+    def kl(self) -> torch.Tensor:
+        """KL divergence to N(0, I), summed over latent dimensions: shape (B,)."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).flatten(1).sum(1)
+
+
+class ECGVAE(PretrainedModelMixin, nn.Module):
+    """Encode 12-lead ECGs ``(B, 12, L)`` in mV to latents ``(B, 4, L / 8)`` and back."""
+
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig | None = None):
+        super().__init__()
+        self.config = config or VAEConfig()
+        _check_groups(self.config)
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+
+    def encode(self, x: torch.Tensor) -> LatentDistribution:
+        self._check_length(x)
+        moments = self.encoder(x)
+        mean, logvar = moments.chunk(2, dim=1)
+        logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
+        return LatentDistribution(mean, logvar, self.config.scaling_factor)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
+        return self.decoder(latents / self.config.scaling_factor)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, LatentDistribution]:
+        posterior = self.encode(x)
+        return self.decode(posterior.sample(generator)), posterior
+
+    def _check_length(self, x: torch.Tensor) -> None:
+        if x.ndim != 3 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"ECGVAE expects ECGs of shape (batch, {self.config.in_channels}, length), but got {tuple(x.shape)}.")
+        factor = 2 ** (len(self.config.block_out_channels) - 1)
+        if x.shape[-1] % factor:
+            raise ValueError(f"ECG length should be a multiple of {factor}, but got {x.shape[-1]}; resample to {self.config.num_samples}.")
+
+
+def _check_groups(config: VAEConfig) -> None:
+    bad = [c for c in config.block_out_channels if c % config.norm_num_groups]
+    if bad:
+        raise ValueError(f"block_out_channels {bad} are not divisible by norm_num_groups={config.norm_num_groups}.")
+
+
