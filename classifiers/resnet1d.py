@@ -3,12 +3,12 @@
 Not from the PTB-XL benchmark; a plain ResNet (He et al. 2016) with basic blocks, sized for quick
 experiments and tests on a few thousand 100 Hz records:
 
-* stem: ``Conv(k=7, stride 2) → BN → ReLU`` with 32 channels;
+* stem: ``Conv(k=7, stride 2) → BN → ReLU`` with 32 channels, then ``MaxPool(3, stride 2)``;
 * four stages of basic blocks (two ``Conv(k=5) → BN`` with ReLU between) with widths
   32, 64, 128, 128; stages 2-4 halve the length; a ``Conv1x1 → BN`` shortcut where the shape changes;
 * head: concat pooling (max ‖ avg) → Dropout → Linear.
 
-About 0.36 M parameters with the defaults; total down-sampling 16 (1000 samples → 63 steps).
+About 0.36 M parameters with the defaults; total down-sampling 32 (1000 samples → 32 steps).
 """
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ class ResNet1d(nn.Module):
             nn.Conv1d(in_chans, stem_channels, stem_kernel_size, stride=2, padding=(stem_kernel_size - 1) // 2, bias=False),
             nn.BatchNorm1d(stem_channels),
             nn.ReLU(inplace=True),
+            nn.MaxPool1d(kernel_size=3, stride=2, padding=1),
         )
         stages = []
         channels = stem_channels
@@ -118,7 +119,7 @@ class ResNet1d(nn.Module):
         self.head.reset(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, L)`` → feature map ``(B, num_features, ceil(L / 16))``."""
+        """``(B, in_chans, L)`` → feature map ``(B, num_features, ceil(L / 32))``."""
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -216,9 +216,10 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         """Scaled latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
         return self.decoder(latents / self.config.scaling_factor)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, LatentDistribution]:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, LatentDistribution]:
+        """Reconstruct ``x`` through a sampled latent; returns the reconstruction and the posterior."""
         posterior = self.encode(x)
-        return self.decode(posterior.sample(generator)), posterior
+        return self.decode(posterior.sample(generator, noise)), posterior
 
     def _check_length(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.config.in_channels:

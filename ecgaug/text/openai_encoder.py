@@ -93,7 +93,9 @@ class OpenAITextEncoder(TextEncoder):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         starts = range(0, len(texts), self.batch_size)
-        batches = [self._encode_batch(texts[start : start + self.batch_size]) for start in tqdm(starts, desc="OpenAI embeddings", unit="request", disable=len(starts) <= 1)]
+        batches = []
+        for start in tqdm(starts, desc="OpenAI embeddings", unit="request", disable=len(starts) <= 1):
+            batches.append(self._encode_batch(texts[start : start + self.batch_size]))
         return np.concatenate(batches, axis=0)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:

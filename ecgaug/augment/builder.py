@@ -1,0 +1,256 @@
+"""Generate a plan's synthetic ECGs into a cache: resumable, safe with several builders, split across ranks.
+
+:func:`build_cache` walks the shards of a :class:`~ecgaug.augment.cache.SyntheticCache`, skips
+complete ones, and for each other shard takes its lock, re-checks, generates the shard's jobs
+in one ``generate`` call (one ``torch.Generator`` per ECG, seeded from the plan, so the result
+does not depend on batching, device or rank) and writes it atomically. A killed build therefore
+resumes where it stopped, and two builders on one cache split the work instead of repeating it.
+
+:func:`run_build` adds ``torchrun``: with ``WORLD_SIZE=K`` rank ``r`` takes shards ``r, r+K, ...``,
+and rank 0 merges the manifest after a barrier.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .cache import CacheConfig, CacheMismatchError, SHARD_DIR, SyntheticCache
+from .plan import GenerationPlan
+
+__all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_shard", "distributed_env", "generate_shard", "run_build"]
+
+
+class ECGGenerator(Protocol):
+    """What the cache builder needs from a model (``ecgaug.pipeline.DiffuSETSPipeline`` satisfies it)."""
+
+    model_id: str
+
+    @property
+    def sampler_name(self) -> str:
+        ...
+
+    def generate(
+        self,
+        reports: Sequence[str],
+        age: Sequence[float],
+        sex: Sequence[str],
+        heart_rate: Sequence[float],
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        lead_order: str = "ptbxl",
+        sampling_rate: float = 100.0,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
+        """``(len(reports), 12, num_samples)`` float32 ECGs in mV, 10 s at ``sampling_rate``."""
+        ...
+
+
+@dataclass
+class BuildResult:
+    """What one builder (one rank) did.
+
+    Attributes:
+        rank: This process's rank (0 without torchrun).
+        world_size: Number of ranks.
+        written: Shards this builder generated and wrote.
+        already_complete: Shards of this rank that were complete (earlier run or another builder).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    written: list[int] = field(default_factory=list)
+    already_complete: list[int] = field(default_factory=list)
+
+
+def check_generator(cache: SyntheticCache, generator: ECGGenerator) -> None:
+    """Refuse a generator whose model or sampler differs from the one that made the cache."""
+    config = cache.config
+    theirs = (generator.model_id, generator.sampler_name)
+    if theirs != (config.model_id, config.sampler):
+        raise CacheMismatchError(
+            f"The cache at {cache.root} holds ECGs of model {config.model_id!r} with sampler {config.sampler!r}, "
+            f"but the generator is model {theirs[0]!r} with sampler {theirs[1]!r}. Use the same model and "
+            "scheduler, or build a new cache (another --output_dir, or --overwrite)."
+        )
+
+
+def generate_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, batch_size: int | None = None,
+                   show_progress: bool = False) -> torch.Tensor:  # fmt: skip
+    """Generate the ECGs of ``shard``: ``(rows, 12, num_samples)`` float32 in the cache's lead order and rate."""
+    start, stop = cache.shard_bounds(shard)
+    jobs = cache.plan.jobs.iloc[start:stop]
+    config = cache.config
+    # CPU generators: the initial noise is the same on every device, so GPU and CPU builds agree.
+    seeds = [torch.Generator().manual_seed(int(seed)) for seed in jobs["seed"]]
+    signals = generator.generate(
+        jobs["report"].tolist(),
+        jobs["age"].tolist(),
+        jobs["sex"].tolist(),
+        jobs["heart_rate"].tolist(),
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        generator=seeds,
+        lead_order=config.lead_order,
+        sampling_rate=config.sampling_rate,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    expected = (stop - start, 12, config.num_samples)
+    if tuple(signals.shape) != expected:
+        raise ValueError(
+            f"generator {generator.model_id!r} returned shape {tuple(signals.shape)} for shard {shard}, expected {expected} "
+            f"(10 s at {config.sampling_rate:g} Hz)"
+        )
+    return signals
+
+
+def _remove_stale_temporaries(cache: SyntheticCache, shard: int) -> None:
+    # Left by a builder killed mid-write; only ever touched while holding the shard's lock.
+    for path in (cache.root / SHARD_DIR).glob(f".shard-{shard:06d}.*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def build_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, blocking: bool = True,
+                batch_size: int | None = None) -> bool | None:  # fmt: skip
+    """Generate and write one shard unless it is complete.
+
+    Returns:
+        True if this call wrote the shard, False if it was already complete, None if ``blocking``
+        is False and another builder holds the shard's lock.
+    """
+    with cache.lock_shard(shard, blocking=blocking) as acquired:
+        if not acquired:
+            return None
+        if cache.is_complete(shard):
+            return False
+        _remove_stale_temporaries(cache, shard)
+        cache.write_shard(shard, generate_shard(cache, generator, shard, batch_size=batch_size))
+        return True
+
+
+def build_cache(
+    cache: SyntheticCache,
+    generator: ECGGenerator,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int | None = None,
+    merge: bool = True,
+    show_progress: bool = True,
+) -> BuildResult:
+    """Generate every missing shard of ``rank``'s share (shards ``rank, rank + world_size, ...``).
+
+    Shards another builder is writing are skipped on the first pass and waited for at the end,
+    so when this returns every shard of the share is complete.
+
+    Args:
+        cache: The cache, e.g. from :meth:`SyntheticCache.create`.
+        generator: The model; its ``model_id`` and ``sampler_name`` must match the cache's.
+        rank, world_size: This builder's share of the shards.
+        batch_size: Passed to ``generator.generate`` (``None``: the generator's default).
+        merge: Write ``manifest.csv`` at the end (leave to rank 0 when ranks share a cache).
+        show_progress: Show a tqdm bar over shards.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank should be in [0, {world_size}), but got rank={rank}")
+    check_generator(cache, generator)
+    result = BuildResult(rank=rank, world_size=world_size)
+    share = range(rank, cache.num_shards, world_size)
+    done = cache.completed_shards()
+    result.already_complete = [shard for shard in share if shard in done]
+    todo = [shard for shard in share if shard not in done]
+    busy = []
+    progress = tqdm(total=len(todo), desc=f"building cache (rank {rank})" if world_size > 1 else "building cache",
+                    unit="shard", disable=not show_progress)  # fmt: skip
+    with progress:
+        for blocking, shards in ((False, todo), (True, busy)):
+            for shard in list(shards):
+                written = build_shard(cache, generator, shard, blocking=blocking, batch_size=batch_size)
+                if written is None:
+                    busy.append(shard)
+                    continue
+                (result.written if written else result.already_complete).append(shard)
+                progress.update(1)
+    if merge:
+        cache.merge_manifest()
+    return result
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from the ``torchrun`` environment (``(0, 1, 0)`` without it)."""
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError as error:
+        raise ValueError(f"RANK, WORLD_SIZE and LOCAL_RANK should be integers (as torchrun sets them): {error}") from None
+
+
+def run_build(
+    output_dir,
+    plan: GenerationPlan,
+    generator: ECGGenerator,
+    *,
+    num_inference_steps: int | None = None,
+    guidance_scale: float = 1.0,
+    lead_order: str = "ptbxl",
+    sampling_rate: float = 100.0,
+    shard_size: int = 256,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> tuple[SyntheticCache, BuildResult]:
+    """Create (or resume) the cache at ``output_dir`` and generate ``plan`` into it.
+
+    Under ``torchrun --nproc_per_node K`` (``WORLD_SIZE=K``), rank 0 creates the cache, every rank
+    builds its share of the shards, and rank 0 merges the manifest; the ranks meet at barriers of
+    a ``gloo`` process group (created here unless one exists; only barriers are needed, so
+    ``gloo`` serves GPU builds too). Put the generator on ``cuda:LOCAL_RANK`` before calling.
+
+    Returns:
+        The cache and this rank's :class:`BuildResult`.
+
+    Raises:
+        CacheMismatchError: if ``output_dir`` holds a cache made with other settings and not ``overwrite``.
+    """
+    config = CacheConfig.for_plan(
+        plan,
+        model_id=generator.model_id,
+        sampler=generator.sampler_name,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        lead_order=lead_order,
+        sampling_rate=sampling_rate,
+        shard_size=shard_size,
+    )
+    rank, world_size, _ = distributed_env()
+    if world_size == 1:
+        cache = SyntheticCache.create(output_dir, config, plan, overwrite=overwrite)
+        return cache, build_cache(cache, generator, batch_size=batch_size, show_progress=show_progress)
+
+    import torch.distributed as dist
+
+    created_group = not dist.is_initialized()
+    if created_group:
+        dist.init_process_group(backend="gloo")
+    try:
+        if rank == 0:  # only rank 0 may delete an existing cache
+            cache = SyntheticCache.create(output_dir, config, plan, overwrite=overwrite)
+        dist.barrier()
+        if rank != 0:
+            cache = SyntheticCache.create(output_dir, config, plan, overwrite=False)
+        result = build_cache(cache, generator, rank=rank, world_size=world_size, batch_size=batch_size,
+                             merge=False, show_progress=show_progress and rank == 0)  # fmt: skip
+        dist.barrier()
+        if rank == 0:
+            cache.merge_manifest()
+        dist.barrier()
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+    return cache, result

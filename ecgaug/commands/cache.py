@@ -1,0 +1,255 @@
+"""``ecgaug cache build|verify|info``: the synthetic ECG cache from the command line.
+
+``build`` plans the synthetic ECGs a PTB-XL split needs (or reads a saved plan) and generates
+them into a cache folder; it resumes a killed build and splits the work across ranks under
+``torchrun --nproc_per_node K``. ``verify`` checks every shard's checksum; ``info`` summarises.
+
+Runs standalone too (``python -m ecgaug.commands.cache build ...``), which ``torchrun -m`` can use.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+__all__ = ["register", "main"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cache",
+        help="build, verify or summarise a cache of synthetic ECGs",
+        description="Build, verify or summarise a cache of synthetic ECGs (see ecgaug.augment.cache).",
+    )
+    commands = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    _register_build(commands)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check every shard's size and sha256",
+        description="Check every built shard against its recorded size and sha256. Exit status 0 when the cache "
+        "is complete and intact, 1 when a shard is corrupt or truncated, 2 when shards are not built yet.",
+    )
+    verify.add_argument("cache_dir", help="the cache folder")
+    verify.add_argument("--delete_corrupt", action="store_true",
+                        help="delete corrupt shards so that the next `ecgaug cache build` regenerates them")  # fmt: skip
+    verify.set_defaults(func=verify_command)
+
+    info = commands.add_parser("info", help="summarise a cache", description="Print a cache's settings, progress and per-class counts.")
+    info.add_argument("cache_dir", help="the cache folder")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.set_defaults(func=info_command)
+
+
+def _register_build(commands) -> None:
+    build = commands.add_parser(
+        "build",
+        help="generate the synthetic ECGs of a plan into a cache (resumable, torchrun-aware)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "Plan the synthetic ECGs that balance a PTB-XL split (--ptbxl_root) or read a saved plan (--plan), "
+            "and generate them into --output_dir. Rerunning the same command resumes a killed build; "
+            "`torchrun --nproc_per_node K -m ecgaug.cli cache build ...` splits the shards across K ranks. "
+            "The plan is saved in the cache as plan.jsonl (reusable with --plan)."
+        ),
+    )
+    build.add_argument("--output_dir", required=True, help="the cache folder (created; an existing cache is resumed)")
+
+    source = build.add_argument_group("plan source (exactly one)")
+    source.add_argument("--ptbxl_root", help="PTB-XL folder: plan from its label counts and patients")
+    source.add_argument("--plan", help="a saved plan (plan.jsonl of another cache, or GenerationPlan.save)")
+    source.add_argument("--split", default="train", help="PTB-XL split to balance")
+    source.add_argument("--task", default=None, help="PTB-XL label task (None: the PTBXL dataset's default)")
+
+    plan = build.add_argument_group("plan")
+    plan.add_argument("--strategy", choices=("balance", "target", "ratio"), default="balance",
+                      help="balance: up to the largest class; target: up to --target_count; ratio: up to --ratio x largest")  # fmt: skip
+    plan.add_argument("--target_count", type=int, default=None, help="goal per class for --strategy target")
+    plan.add_argument("--ratio", type=float, default=None, help="fraction of the largest class for --strategy ratio")
+    plan.add_argument("--co_occurrence", choices=("real", "none"), default="real",
+                      help="real: copy label sets of real records; none: one label per ECG (single-label data)")  # fmt: skip
+    plan.add_argument("--classes", nargs="+", default=None, help="only these classes get synthetic ECGs")
+    plan.add_argument("--seed", type=int, default=0, help="seed of the plan (label sets, reports, patients, diffusion seeds)")
+    plan.add_argument("--age", default=None, help="age override: a value or LOW:HIGH (default: drawn from the class's records)")
+    plan.add_argument("--sex", choices=("M", "F"), default=None, help="sex override (default: drawn from the class's records)")
+    plan.add_argument("--heart_rate", default=None, help="heart-rate override in bpm: a value or LOW:HIGH")
+    plan.add_argument("--age_jitter", type=float, default=2.0, help="std (years) of the noise added to real ages")
+    plan.add_argument("--heart_rate_jitter", type=float, default=2.0, help="std (bpm) of the noise added to real heart rates")
+
+    model = build.add_argument_group("model and sampling")
+    model.add_argument("--model", default="ptbxl-lite", help="DiffuSETSPipeline name or folder")
+    model.add_argument("--text_encoder", default=None, help="text encoder of the pipeline (None: its default)")
+    model.add_argument("--scheduler", default=None, help="scheduler of the pipeline (None: its default)")
+    model.add_argument("--generator", default=None, metavar="MODULE:FACTORY",
+                       help="use FACTORY() from MODULE as the generator instead of --model (tests, custom models)")  # fmt: skip
+    model.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (None: the scheduler's default)")
+    model.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")
+    model.add_argument("--lead_order", choices=("ptbxl", "mimic"), default="ptbxl", help="lead order stored in the cache")
+    model.add_argument("--sampling_rate", type=float, default=100.0, help="Hz of the stored 10 s records")
+    model.add_argument("--shard_size", type=int, default=256, help="ECGs per shard")
+    model.add_argument("--batch_size", type=int, default=None, help="generation batch size (None: the generator's default)")
+    model.add_argument("--device", default="auto", help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu")
+    build.add_argument("--overwrite", action="store_true", help="delete an existing cache in --output_dir and rebuild")
+    build.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    build.set_defaults(func=build_command)
+
+
+def _check_build_args(args) -> None:
+    """Cross-argument checks, before any work."""
+    if (args.plan is None) == (args.ptbxl_root is None):
+        raise SystemExit("ecgaug cache build: pass exactly one of --ptbxl_root (plan from PTB-XL) or --plan (a saved plan)")
+    if args.generator is not None:
+        module_name, _, factory_name = args.generator.partition(":")
+        if not module_name or not factory_name:
+            raise SystemExit(f"ecgaug cache build: --generator should be MODULE:FACTORY, but got {args.generator!r}")
+    if args.plan is not None:
+        given = [f"--{name}" for name in ("target_count", "ratio", "classes", "age", "sex", "heart_rate") if getattr(args, name) is not None]
+        if given:
+            raise SystemExit(f"ecgaug cache build: {', '.join(given)} shape a new plan and cannot change a saved --plan; "
+                             "use --ptbxl_root to plan afresh")  # fmt: skip
+
+
+def _make_plan(args):
+    from ecgaug.augment.patients import PatientSampler
+    from ecgaug.augment.plan import GenerationPlan, PlanConfig, make_plan
+
+    if args.plan is not None:
+        return GenerationPlan.load(args.plan)
+    from ecgaug.data.ptbxl import PTBXL
+    from ecgaug.text.reports import ReportTemplater
+
+    dataset = PTBXL(args.ptbxl_root, args.split, **({"task": args.task} if args.task is not None else {}))
+    patients = PatientSampler.from_dataset(
+        dataset,
+        age_override=args.age,
+        sex_override=args.sex,
+        heart_rate_override=args.heart_rate,
+        age_jitter=args.age_jitter,
+        heart_rate_jitter=args.heart_rate_jitter,
+    )
+    config = PlanConfig(strategy=args.strategy, target_count=args.target_count, ratio=args.ratio,
+                        co_occurrence=args.co_occurrence, classes=args.classes, seed=args.seed)  # fmt: skip
+    return make_plan(dataset.targets, dataset.classes, reports=ReportTemplater.from_ptbxl(args.ptbxl_root),
+                     patients=patients, config=config, show_progress=not args.no_progress)  # fmt: skip
+
+
+def _load_generator(args):
+    import torch
+
+    from ecgaug.augment.builder import distributed_env
+
+    if args.generator is not None:
+        module_name, _, factory_name = args.generator.partition(":")
+        generator = getattr(importlib.import_module(module_name), factory_name)()
+    else:
+        from ecgaug.pipeline import DiffuSETSPipeline
+
+        components = {name: getattr(args, name) for name in ("text_encoder", "scheduler") if getattr(args, name) is not None}
+        generator = DiffuSETSPipeline.from_pretrained(args.model, **components)
+    device = args.device
+    if device == "auto":
+        device = f"cuda:{distributed_env()[2]}" if torch.cuda.is_available() else "cpu"
+    if hasattr(generator, "to"):
+        generator = generator.to(device)
+    elif device != "cpu":
+        raise SystemExit(f"ecgaug cache build: the generator has no .to(device), so it cannot run on {device}")
+    return generator
+
+
+def build_command(args) -> int:
+    from ecgaug.augment.builder import run_build
+    from ecgaug.augment.cache import CacheMismatchError
+    from ecgaug.schedulers import DEFAULT_NUM_INFERENCE_STEPS
+
+    _check_build_args(args)
+    try:
+        plan = _make_plan(args)
+    except FileNotFoundError as error:
+        print(f"ecgaug cache build: error: {error}", file=sys.stderr)
+        return 1
+    generator = _load_generator(args)
+    # Record the number of steps actually run, not "the default", so the cache key is explicit.
+    steps = args.num_inference_steps
+    if steps is None:
+        steps = DEFAULT_NUM_INFERENCE_STEPS.get(generator.sampler_name)
+    try:
+        cache, result = run_build(
+            args.output_dir,
+            plan,
+            generator,
+            num_inference_steps=steps,
+            guidance_scale=args.guidance_scale,
+            lead_order=args.lead_order,
+            sampling_rate=args.sampling_rate,
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            show_progress=not args.no_progress,
+        )
+    except (CacheMismatchError, FileExistsError) as error:
+        print(f"ecgaug cache build: error: {error}", file=sys.stderr)
+        return 1
+    prefix = f"[rank {result.rank}/{result.world_size}] " if result.world_size > 1 else ""
+    print(f"{prefix}{cache.root}: wrote {len(result.written)} shards, {len(result.already_complete)} were already complete "
+          f"({cache.num_records} ECGs in {cache.num_shards} shards)")  # fmt: skip
+    return 0
+
+
+def verify_command(args) -> int:
+    from ecgaug.augment.cache import SyntheticCache
+
+    try:
+        cache = SyntheticCache(args.cache_dir)
+    except FileNotFoundError as error:
+        print(f"ecgaug cache verify: error: {error}", file=sys.stderr)
+        return 1
+    result = cache.verify(show_progress=True)
+    for shard, problem in result.problems:
+        print(f"{'manifest' if shard < 0 else f'shard {shard}'}: {problem}")
+    if args.delete_corrupt:
+        for shard, _ in result.problems:
+            if shard >= 0:
+                cache.remove_shard(shard)
+                print(f"deleted shard {shard}; `ecgaug cache build` will regenerate it")
+    print(f"{cache.root}: {len(result.complete)} of {result.num_shards} shards intact, {len(result.missing)} not built, "
+          f"{sum(s >= 0 for s, _ in result.problems)} corrupt")  # fmt: skip
+    if not result.ok:
+        return 1
+    return 0 if result.finished else 2
+
+
+def info_command(args) -> int:
+    from ecgaug.augment.cache import SyntheticCache
+
+    try:
+        summary = SyntheticCache(args.cache_dir).summary()
+    except FileNotFoundError as error:
+        print(f"ecgaug cache info: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        if key == "records_per_class":
+            print(f"{key:<{width}}")
+            for name, count in value.items():
+                print(f"  {name:<{width - 2}} {count}")
+        elif key == "disk_bytes":
+            print(f"{key:<{width}} {value} ({value / 2**20:.1f} MiB)")
+        else:
+            print(f"{key:<{width}} {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``cache ...`` without importing the other ecgaug commands."""
+    parser = argparse.ArgumentParser(prog="python -m ecgaug.commands.cache")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(["cache", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Training data for DiffuSETS: 12-lead ECGs with their report, age, sex and heart rate.
+
+Any source becomes a :class:`ConditionedECGs` (in-memory tensors, model format: 12 leads in
+the model's order, 1024 samples). :func:`from_ptbxl` builds one from PTB-XL: reports templated
+from each record's SCP codes (the templating the augmentation plugin uses), age and sex from
+the database, heart rate measured from the signal with wfdb's QRS detector (cached). Unknown
+values stay NaN; the UNet learns an explicit "unknown" for them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
+
+__all__ = ["ConditionedECGs", "from_ptbxl", "from_dataset"]
+
+
+@dataclass
+class ConditionedECGs:
+    signals: torch.Tensor  # (N, 12, 1024) float32 mV, model lead order
+    reports: list[list[str]]  # per record, one or more phrasings of its report
+    patient: torch.Tensor  # (N, 3) float32: sex_is_male, age, heart rate; NaN = unknown
+    record_ids: list
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+
+def _sex_value(sex) -> float:
+    return {"M": 1.0, "F": 0.0}.get(sex, float("nan"))
+
+
+def from_ptbxl(
+    root,
+    folds: Iterable[int],
+    *,
+    sampling_rate: int = 100,
+    num_report_variants: int = 3,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> ConditionedECGs:
+    """PTB-XL records of ``folds`` (every record with at least one SCP code) as training data.
+
+    ``num_report_variants`` phrasings per record (the first is the templater's canonical one, the
+    others random) teach the model that differently worded reports mean the same thing.
+    """
+    from ecgaug.data.ptbxl import PTBXL
+    from ecgaug.text.reports import ReportTemplater
+
+    dataset = PTBXL(root, folds=tuple(folds), sampling_rate=sampling_rate, task="all")
+    templater = ReportTemplater.from_ptbxl(root)
+    rng = np.random.default_rng(seed)
+    reports = []
+    for codes in dataset.metadata["scp_codes"]:
+        variants = [templater.report(codes)] + [templater.report(codes, rng=rng) for _ in range(num_report_variants - 1)]
+        reports.append(variants)
+    heart_rates = dataset.heart_rates()
+    patient = torch.tensor(np.stack([
+        dataset.metadata["sex"].map(_sex_value).to_numpy(dtype=np.float64),
+        dataset.metadata["age"].to_numpy(dtype=np.float64),
+        heart_rates.astype(np.float64),
+    ], axis=1), dtype=torch.float32)
+    signals = torch.empty(len(dataset), 12, MODEL_NUM_SAMPLES)
+    for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress):
+        signals[i] = convert_ecg(dataset[i][0], source_leads="ptbxl", target_leads="model", num_samples=MODEL_NUM_SAMPLES)
+    return ConditionedECGs(signals, reports, patient, dataset.metadata["ecg_id"].tolist())
+
+
+def from_dataset(dataset, *, lead_order: str | Sequence[str], show_progress: bool = True) -> ConditionedECGs:
+    """Any dataset whose items are dicts with ``signal`` ``(12, L)`` (10 s), ``report``, ``age``, ``sex``, ``heart_rate``."""
+    signals, reports, rows = [], [], []
+    for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress):
+        item = dataset[i]
+        missing = {"signal", "report", "age", "sex", "heart_rate"} - set(item)
+        if missing:
+            raise KeyError(f"Training items need keys signal, report, age, sex, heart_rate; item {i} lacks {sorted(missing)}.")
+        signals.append(convert_ecg(torch.as_tensor(item["signal"], dtype=torch.float32), source_leads=lead_order,
+                                   target_leads="model", num_samples=MODEL_NUM_SAMPLES))
+        report = item["report"]
+        reports.append([report] if isinstance(report, str) else list(report))
+        age = np.nan if item["age"] is None else float(item["age"])
+        hr = np.nan if item["heart_rate"] is None else float(item["heart_rate"])
+        rows.append([_sex_value(item["sex"]), age, hr])
+    return ConditionedECGs(torch.stack(signals).nan_to_num(0.0), reports, torch.tensor(rows, dtype=torch.float32), list(range(len(signals))))

@@ -1,0 +1,146 @@
+"""The two DiffuSETS training stages and the model sizes they train.
+
+1. :func:`train_vae`: reconstruction (MSE, mV²) plus a small KL term. Afterwards the latent
+   ``scaling_factor`` is set to 1 / std of the training latents, so the UNet sees unit-scale latents.
+2. :func:`train_unet`: epsilon prediction under the published DDPM noise schedule, on VAE latents
+   precomputed once, with condition dropout (classifier-free guidance) and per-feature dropout of
+   age/sex/heart rate (so "unknown" is learned, never invented).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ecgaug.models import ECGVAE, ConditionalUNet1D, UNetConfig, VAEConfig
+from ecgaug.schedulers import published_ddpm_scheduler
+from ecgaug.training.conditions import ConditionedECGs
+from ecgaug.training.loop import TrainingConfig, train
+
+__all__ = ["MODEL_SIZES", "train_vae", "encode_latents", "train_unet", "embed_reports", "scheduler_for_trained_models"]
+
+# name -> (VAE config, UNet config without text_embed_dim)
+MODEL_SIZES = {
+    "published": (VAEConfig(), UNetConfig()),
+    "lite": (
+        VAEConfig(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16),
+        UNetConfig(block_out_channels=(32, 64, 128, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=64,
+                   bottleneck_num_heads=4, patient_missing_indicators=True, null_condition=True),
+    ),
+    "tiny": (  # for tests and smoke runs
+        VAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4),
+        UNetConfig(block_out_channels=(8, 16), kernel_size=3, num_heads=2, bottleneck_attention_dim=8, bottleneck_num_heads=2,
+                   time_hidden_dim=16, patient_missing_indicators=True, null_condition=True),
+    ),
+}
+
+
+def scheduler_for_trained_models():
+    """Our models' DDPM schedule: the published betas, without clipping the predicted latent."""
+    return published_ddpm_scheduler(clip_sample=False)
+
+
+def _seeded(seed: int, cls, config):
+    """Build a model whose initial weights depend only on ``seed`` (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(config)
+
+
+def train_vae(data: ConditionedECGs, vae_config: VAEConfig, config: TrainingConfig, *, kl_weight: float = 1e-4) -> tuple[ECGVAE, dict]:
+    """Train the VAE on ``data.signals`` and calibrate its latent scaling factor."""
+    model = _seeded(config.seed, ECGVAE, dataclasses.replace(vae_config, scaling_factor=1.0))
+
+    def loss_fn(vae, batch, generator):
+        x = batch["signal"]
+        noise = torch.randn((x.shape[0], vae_config.latent_channels, x.shape[-1] // 8), generator=generator).to(x.device)
+        recon, posterior = vae(x, noise=noise)
+        mse = F.mse_loss(recon.float(), x)
+        kl = posterior.kl().mean() / x[0].numel()  # per signal value, like the MSE
+        return mse + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
+
+    model, summary = train(model, {"signal": data.signals}, loss_fn, config, describe="VAE")
+    scale = calibrate_scaling_factor(model, data.signals)
+    model = _with_scaling_factor(model, scale)
+    summary["scaling_factor"] = scale
+    return model, summary
+
+
+def calibrate_scaling_factor(vae: ECGVAE, signals: torch.Tensor, max_records: int = 2048) -> float:
+    device = next(vae.parameters()).device
+    with torch.no_grad():
+        means = torch.cat([vae.encode(signals[i:i + 256].to(device)).mean.cpu() for i in range(0, min(len(signals), max_records), 256)])
+    return float(1.0 / means.std())
+
+
+def _with_scaling_factor(vae: ECGVAE, scale: float) -> ECGVAE:
+    new = ECGVAE(dataclasses.replace(vae.config, scaling_factor=scale))
+    new.load_state_dict(vae.state_dict())
+    return new.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae: ECGVAE, signals: torch.Tensor, batch_size: int = 256, show_progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled posterior means and standard deviations ``(N, 4, 128)`` of every record, computed once."""
+    device = next(vae.parameters()).device
+    means, stds = [], []
+    for start in tqdm(range(0, len(signals), batch_size), desc="encoding latents", disable=not show_progress):
+        posterior = vae.encode(signals[start:start + batch_size].to(device))
+        means.append((posterior.mean * vae.config.scaling_factor).cpu())
+        stds.append((torch.exp(0.5 * posterior.logvar) * vae.config.scaling_factor).cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def embed_reports(reports: list[list[str]], text_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed every distinct report once: returns the table ``(T, D)`` and per-record indices ``(N, K)``."""
+    from ecgaug.text.prompt import build_prompt
+
+    width = max(len(r) for r in reports)
+    distinct = sorted({text for variants in reports for text in variants})
+    position = {text: i for i, text in enumerate(distinct)}
+    table = text_encoder.encode([build_prompt(text) for text in distinct])
+    index = torch.tensor([[position[v[k % len(v)]] for k in range(width)] for v in reports], dtype=torch.long)
+    return table, index
+
+
+def train_unet(
+    data: ConditionedECGs,
+    vae: ECGVAE,
+    text_encoder,
+    unet_config: UNetConfig,
+    config: TrainingConfig,
+    *,
+    condition_dropout: float = 0.1,
+    patient_feature_dropout: float = 0.1,
+) -> tuple[ConditionalUNet1D, dict]:
+    """Train the conditional UNet to predict the noise added to VAE latents."""
+    unet_config = dataclasses.replace(unet_config, text_embed_dim=text_encoder.embedding_dim,
+                                      null_condition=condition_dropout > 0 or unet_config.null_condition)
+    if (data.patient.isnan().any() or patient_feature_dropout > 0) and not unet_config.patient_missing_indicators:
+        raise ValueError("Some age/sex/heart-rate values are unknown (or feature dropout is on), so the UNet needs patient_missing_indicators=True.")
+    mean, std = encode_latents(vae, data.signals)
+    table, text_index = embed_reports(data.reports, text_encoder)
+    scheduler = scheduler_for_trained_models()
+    model = _seeded(config.seed, ConditionalUNet1D, unet_config)
+
+    def loss_fn(unet, batch, generator):
+        b, device = batch["latent_mean"].shape[0], batch["latent_mean"].device
+        draw = lambda *shape: torch.rand(shape, generator=generator).to(device)  # noqa: E731
+        variant = (draw(b) * text_index.shape[1]).long().clamp_max(text_index.shape[1] - 1)
+        embeds = table.to(device)[batch["text_index"][torch.arange(b, device=device), variant]]
+        latents = batch["latent_mean"] + batch["latent_std"] * torch.randn(batch["latent_mean"].shape, generator=generator).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise, t)
+        patient = batch["patient"].masked_fill(draw(b, 3) < patient_feature_dropout, float("nan"))
+        drop = draw(b) < condition_dropout if condition_dropout > 0 else None
+        pred = unet(noisy, t, embeds, patient, drop_condition=drop)
+        loss = F.mse_loss(pred.float(), noise)
+        return loss, {}
+
+    tensors = {"latent_mean": mean, "latent_std": std, "text_index": text_index, "patient": data.patient}
+    model, summary = train(model, tensors, loss_fn, config, describe="UNet")
+    summary.update(distinct_reports=len(table), condition_dropout=condition_dropout, patient_feature_dropout=patient_feature_dropout)
+    return model, summary
