@@ -10,10 +10,11 @@ import argparse
 import importlib
 import sys
 
-# (module, description) in the order ``--help`` lists them.
+# In the order ``--help`` lists them.
 COMMAND_MODULES = (
     "ecgaug.commands.generate",
     "ecgaug.commands.train",
+    "ecgaug.commands.evaluate",
     "ecgaug.commands.cache",
     "ecgaug.commands.ptbxl",
     "ecgaug.commands.convert",

@@ -163,20 +163,25 @@ def test_on_demand_generates_missing_shards_on_first_use(tmp_path, plan, real):
     assert SyntheticCache(root).verify().ok
 
 
-def test_wraps_the_ptbxl_dataset(tmp_path):
-    from fake_generator import FakeTemplater
+def test_wraps_the_ptbxl_dataset_with_real_reports_and_patients(tmp_path):
     from ptbxl_fixture import make_ptbxl
 
     from ecgaug.augment.patients import PatientSampler
-    from ecgaug.augment.plan import PlanConfig, make_plan
+    from ecgaug.augment.plan import make_plan
     from ecgaug.data.ptbxl import PTBXL
+    from ecgaug.text.reports import ReportTemplater
 
-    base = PTBXL(make_ptbxl(tmp_path / "ptbxl", num_records=36), "train")
-    plan = make_plan(base.targets, base.classes, reports=FakeTemplater(), patients=PatientSampler.from_dataset(base),
-                     config=PlanConfig(strategy="target", target_count=6))  # fmt: skip
+    root = make_ptbxl(tmp_path / "ptbxl", num_records=36)
+    base = PTBXL(root, "train", task="rhythm")
+    plan = make_plan(base.targets, base.classes, reports=ReportTemplater.from_ptbxl(root, task="rhythm"),
+                     patients=PatientSampler.from_dataset(base))  # fmt: skip
+    sbrad = plan.jobs["labels"].str.split("|").map(lambda labels: "SBRAD" in labels)
+    assert sbrad.any() and (plan.jobs.loc[sbrad, "heart_rate"] < 60).all()
     cache, _ = run_build(tmp_path / "cache", plan, FakeGenerator(), show_progress=False)
     dataset = AugmentedDataset(base, cache)  # classes, sampling rate and lead order come from PTBXL
     real_x, real_y = dataset[0]
     x, y = dataset[len(dataset) - 1]
     assert (type(x), x.shape, x.dtype, type(y), y.shape, y.dtype) == (type(real_x), real_x.shape, real_x.dtype, type(real_y),
                                                                       real_y.shape, real_y.dtype)  # fmt: skip
+    counts = dataset.targets.sum(axis=0)
+    assert (counts == counts.max()).all(), "balanced to the largest class"

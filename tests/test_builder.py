@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fake_generator import FakeGenerator, expected_signal, small_plan
 
 from ecgaug.augment.builder import build_cache, run_build
@@ -124,6 +125,7 @@ def test_a_killed_build_process_resumes(tmp_path, plan):
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_split_the_plan_and_merge_one_manifest(tmp_path, plan):
+    # `-m ecgaug.commands.cache` runs the same command as `-m ecgaug.cli cache` without importing the other commands
     plan.save(tmp_path / "plan.jsonl")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "ecgaug.commands.cache", "build", "--plan", str(tmp_path / "plan.jsonl"),
@@ -134,3 +136,17 @@ def test_torchrun_two_ranks_split_the_plan_and_merge_one_manifest(tmp_path, plan
     assert "[rank 0/2]" in completed.stdout and "wrote 4 shards" in completed.stdout  # shards 0, 2, 4, 6
     assert "[rank 1/2]" in completed.stdout and "wrote 3 shards" in completed.stdout  # shards 1, 3, 5
     assert_holds_the_plan(SyntheticCache(tmp_path / "cache"))
+
+
+def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_pipeline):
+    plan = small_plan()
+    plan = type(plan)(plan.jobs.iloc[:6], plan.classes)  # 6 jobs: shards of 4 and 2
+    cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, num_inference_steps=2, shard_size=SHARD_SIZE,
+                         batch_size=3, show_progress=False)  # fmt: skip
+    assert (cache.config.model_id, cache.config.sampler) == ("tiny-test", tiny_pipeline.sampler_name)
+    jobs = plan.jobs
+    direct = tiny_pipeline.generate(jobs["report"].tolist(), jobs["age"].tolist(), jobs["sex"].tolist(), jobs["heart_rate"].tolist(),
+                                    num_inference_steps=2, generator=[torch.Generator().manual_seed(int(s)) for s in jobs["seed"]])  # fmt: skip
+    cached = np.concatenate([cache.load_shard(0), cache.load_shard(1)]).astype(np.float32)
+    np.testing.assert_allclose(cached, direct.numpy(), atol=2e-3, rtol=1e-2)  # float16 storage
+    assert cache.verify().finished

@@ -141,6 +141,14 @@ def test_refuses_folders_that_are_not_caches(tmp_path, plan):
         SyntheticCache(tmp_path)
 
 
+def test_a_creation_killed_before_cache_json_is_redone(tmp_path, plan):
+    root = tmp_path / "cache"
+    SyntheticCache.create(root, config_for(plan), plan)
+    (root / "cache.json").unlink()
+    (root / ".cache.json.123.tmp").write_text("{")
+    assert SyntheticCache.create(root, config_for(plan), plan).num_shards == 4
+
+
 def test_shard_lock_is_exclusive(tmp_path, plan):
     cache = SyntheticCache.create(tmp_path / "cache", config_for(plan), plan)
     with cache.lock_shard(1) as held:
@@ -160,4 +168,5 @@ def test_config_round_trip_and_summary(tmp_path, plan):
     fill(cache, [1])
     summary = cache.summary()
     assert (summary["num_shards_complete"], summary["num_records_complete"], summary["finished"]) == (1, 8, False)
+    np.testing.assert_array_equal(cache.targets(), plan.targets)
     assert summary["records_per_class"] == plan.counts() and summary["disk_bytes"] == cache.shard_path(1).stat().st_size

@@ -69,6 +69,10 @@ def test_argument_errors(tmp_path, capsys):
         run(["build", "--output_dir", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="MODULE:FACTORY"):
         run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--generator", "nocolon"])
+    with pytest.raises(SystemExit, match="--age shape a new plan"):
+        run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--age", "50"])
+    assert run(["build", "--output_dir", str(tmp_path / "c"), "--plan", str(tmp_path / "missing.jsonl")]) == 1
+    assert "No plan file" in capsys.readouterr().err
     assert run(["info", str(tmp_path)]) == 1
     assert "ecgaug cache build" in capsys.readouterr().err
 

@@ -202,3 +202,10 @@ def test_cli_prepare(root, tmp_path, capsys):
     output = capsys.readouterr().out
     assert f"{NUM_RECORDS} records, heart rate unmeasurable (NaN) for 0 (0.00%)" in output
     assert re.search(r"Heart rate: median \d+\.\d bpm, 5-95% \d+\.\d-\d+\.\d bpm", output)
+
+
+def test_download_flag_calls_the_downloader(root, monkeypatch):
+    calls = []
+    monkeypatch.setattr("ecgaug.data.download.download_ptbxl", lambda path: calls.append(path))
+    PTBXL(root, "val", download=True)
+    assert calls == [root]

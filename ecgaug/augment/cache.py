@@ -5,6 +5,8 @@ Layout of a cache folder::
     cache_dir/
         cache.json              CacheConfig: the model, sampler, steps, format and plan that made the ECGs
         plan.jsonl              the GenerationPlan: one job (labels, report, patient, seed) per ECG
+        targets.npy             (num_records, num_classes) uint8 multi-hot labels of the jobs, in
+                                ``classes`` order (memory-mapped by readers, so they stay light)
         manifest.csv            merged manifest: one row per finished ECG (job + model_id, sampler,
                                 num_inference_steps, guidance_scale, shard, offset)
         shards/
@@ -49,6 +51,7 @@ __all__ = ["CacheConfig", "CacheMismatchError", "IncompleteCacheError", "Synthet
 CACHE_FORMAT = "ecgaug-synthetic-cache/1"
 CONFIG_FILE = "cache.json"
 PLAN_FILE = "plan.jsonl"
+TARGETS_FILE = "targets.npy"
 MANIFEST_FILE = "manifest.csv"
 SHARD_DIR = "shards"
 LOCK_FILE = ".lock"
@@ -286,17 +289,30 @@ class SyntheticCache:
                 cls._clear(root)
             else:
                 others = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
-                if others:
+                if cls._is_unfinished_creation(root, others):  # killed before cache.json was written
+                    cls._clear(root)
+                elif others:
                     raise FileExistsError(
                         f"{root} is not empty and holds no ecgaug cache ({CONFIG_FILE} missing; found {sorted(others)[:5]}). "
                         "Choose a new or empty folder for the cache."
                     )
             (root / SHARD_DIR).mkdir(exist_ok=True)
             _write_atomic(root / PLAN_FILE, plan.to_jsonl().encode())
+            targets = io.BytesIO()
+            np.save(targets, plan.targets.astype(np.uint8), allow_pickle=False)
+            _write_atomic(root / TARGETS_FILE, targets.getbuffer())
             _write_atomic(root / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
         cache = cls(root)
         cache._plan = plan
         return cache
+
+    @staticmethod
+    def _is_unfinished_creation(root: Path, names: list[str]) -> bool:
+        """Only files that :meth:`create` writes before ``cache.json``, and no shard yet."""
+        ours = {SHARD_DIR, PLAN_FILE, TARGETS_FILE}
+        if not names or any(name not in ours and not (name.startswith(".") and name.endswith(".tmp")) for name in names):
+            return False
+        return not (root / SHARD_DIR).is_dir() or not any((root / SHARD_DIR).iterdir())
 
     @staticmethod
     def _clear(root: Path) -> None:
@@ -315,6 +331,14 @@ class SyntheticCache:
         if self._plan is None:
             self._plan = GenerationPlan.load(self.root / PLAN_FILE)
         return self._plan
+
+    def targets(self) -> np.ndarray:
+        """``(num_records, num_classes)`` uint8 multi-hot labels of all planned ECGs (memory-mapped, read-only)."""
+        targets = np.load(self.root / TARGETS_FILE, mmap_mode="r", allow_pickle=False)
+        if targets.shape != (self.num_records, len(self.config.classes)):
+            raise ValueError(f"{self.root / TARGETS_FILE} should have shape {(self.num_records, len(self.config.classes))}, "
+                             f"but has {targets.shape}; run `ecgaug cache verify`")  # fmt: skip
+        return targets
 
     @property
     def num_records(self) -> int:
@@ -444,14 +468,18 @@ class SyntheticCache:
         return pd.read_csv(path, keep_default_na=False, na_values={"num_inference_steps": [""]})
 
     # ---------------------------------------------------------------------------------- reading
-    def load_shard(self, shard: int, mmap: bool = True) -> np.ndarray:
-        """``(rows, 12, num_samples)`` float16 of a complete shard, memory-mapped read-only by default."""
+    def load_shard(self, shard: int, mmap_mode: str | None = "r") -> np.ndarray:
+        """``(rows, 12, num_samples)`` float16 of a complete shard, memory-mapped read-only by default.
+
+        ``mmap_mode`` is passed to ``np.load``: ``"c"`` (copy-on-write) gives a writable view that
+        never changes the file, ``None`` reads the shard into memory.
+        """
         start, stop = self.shard_bounds(shard)
         if not self.is_complete(shard):
             raise IncompleteCacheError(
                 f"shard {shard} of {self.root} is not built; resume the build with {BUILD_HINT.format(root=self.root)}."
             )
-        array = np.load(self.shard_path(shard), mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(self.shard_path(shard), mmap_mode=mmap_mode, allow_pickle=False)
         expected = (stop - start, NUM_LEADS, self.config.num_samples)
         if array.shape != expected or array.dtype != np.float16:
             raise ValueError(
@@ -475,6 +503,11 @@ class SyntheticCache:
         """Check every built shard's size, sha256, header and rows against its manifest part and the plan."""
         complete, missing, problems = [], [], []
         jobs = self.plan.jobs
+        try:
+            if not np.array_equal(self.targets(), self.plan.targets):
+                problems.append((-1, f"{TARGETS_FILE} does not match the plan's labels"))
+        except (OSError, ValueError) as error:
+            problems.append((-1, f"{TARGETS_FILE} is unreadable: {error}"))
         for shard in tqdm(range(self.num_shards), desc="verifying", disable=not show_progress):
             start, stop = self.shard_bounds(shard)
             if not self.is_complete(shard):

@@ -53,7 +53,7 @@ class AugmentedDataset(Dataset):
         on_demand: Serve the cache's whole plan, generating missing shards on first use (with
             ``generator``) and writing them to the cache. Otherwise the cache must be complete.
         generator: The model for ``on_demand``; must be the model and sampler that made the cache.
-        batch_size: ``generate`` batch size for ``on_demand``.
+        generation_batch_size: ``generate`` batch size for ``on_demand`` (``None``: the generator's default).
 
     Attributes:
         num_real, num_synthetic: Item counts of each part.
@@ -82,7 +82,7 @@ class AugmentedDataset(Dataset):
         model_id: str | None = None,
         on_demand: bool = False,
         generator: ECGGenerator | None = None,
-        batch_size: int | None = None,
+        generation_batch_size: int | None = None,
     ):
         self.base = base
         self.cache = cache if isinstance(cache, SyntheticCache) else SyntheticCache(cache)
@@ -97,7 +97,7 @@ class AugmentedDataset(Dataset):
             raise CacheMismatchError(f"The cache at {self.cache.root} was made by model {config.model_id!r}, not {model_id!r}.")
         self.on_demand = on_demand
         self.generator = generator
-        self.batch_size = batch_size
+        self.generation_batch_size = generation_batch_size
         if on_demand:
             if generator is None:
                 raise ValueError("on_demand=True needs the generator that fills missing shards; pass generator=...")
@@ -113,9 +113,11 @@ class AugmentedDataset(Dataset):
 
         self.num_synthetic = self.cache.num_records
         self._shard_size = config.shard_size
-        self._mmaps: dict[int, np.ndarray] = {}
-        self._pid = os.getpid()
+        self._convert = self._reorder or self._resample or synthetic_transform is not None or not (
+            self._signal_type == "torch" and self._signal_dtype == torch.float32
+        )
         self._base_targets = None
+        self._reset_process_state()  # shard maps and targets, opened on first use in each process
 
     # ------------------------------------------------------------------------------ set-up checks
     def _describe_items(self, item, fill_values) -> None:
@@ -139,7 +141,7 @@ class AugmentedDataset(Dataset):
             self._fill_values = fill_values
             signal, target = item[self.signal_key], item[self.target_key]
         elif isinstance(item, (tuple, list)) and len(item) == 2:
-            self._container = type(item)
+            self._container = list if isinstance(item, list) else tuple
             signal, target = item
         else:
             raise TypeError(
@@ -202,7 +204,7 @@ class AugmentedDataset(Dataset):
         self._reorder = resolve_lead_order(config.lead_order) != resolve_lead_order(lead_order)
 
     def _load_synthetic_targets(self, classes) -> None:
-        """Convert the plan's labels to the base's class order and target format."""
+        """Match the cache's classes to the base's by name and check the target format fits."""
         if classes is None:
             classes = getattr(self.base, "classes", None)
             if classes is None:
@@ -220,19 +222,14 @@ class AugmentedDataset(Dataset):
         if self._target_format == "multi_hot" and self._target_length != len(self.classes):
             raise ValueError(f"base targets have length {self._target_length}, but there are {len(self.classes)} classes")
         order = [cache_classes.index(name) for name in self.classes]
-        multi_hot = self.cache.plan.targets[:, order]  # (num_synthetic, C) in the base's class order
+        self._order = None if order == list(range(len(order))) else np.asarray(order)  # cache column of each base class
         if self._target_format == "index":
-            num_labels = multi_hot.sum(axis=1)
+            num_labels = self.cache.targets().sum(axis=1)
             if (num_labels != 1).any():
                 raise CacheMismatchError(
                     f"The base is single-label (integer targets), but {(num_labels != 1).sum()} synthetic records of the "
-                    "cache have several labels; build the cache with --co_occurrence none."
+                    "cache have several labels (or none); build the cache with --co_occurrence none."
                 )
-            self._synthetic_targets = multi_hot.argmax(axis=1)
-        elif self._target_type == "torch":
-            self._synthetic_targets = torch.from_numpy(multi_hot).to(self._target_dtype)
-        else:
-            self._synthetic_targets = multi_hot.astype(self._target_dtype)
 
     # ------------------------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -258,9 +255,11 @@ class AugmentedDataset(Dataset):
         """
         if self._base_targets is None:
             self._base_targets = self._read_base_targets()
+        synthetic = self.cache.targets()
+        if self._order is not None:
+            synthetic = synthetic[:, self._order]
         if self._target_format == "index":
-            return np.concatenate([self._base_targets, np.asarray(self._synthetic_targets, dtype=np.int64)])
-        synthetic = self._synthetic_targets.numpy() if isinstance(self._synthetic_targets, torch.Tensor) else self._synthetic_targets
+            return np.concatenate([self._base_targets, synthetic.argmax(axis=1)])
         return np.concatenate([self._base_targets, synthetic.astype(np.float32)])
 
     def _read_base_targets(self) -> np.ndarray:
@@ -276,62 +275,79 @@ class AugmentedDataset(Dataset):
             return targets.astype(np.int64).reshape(self.num_real)
         return to_multi_hot(targets, len(self.classes)).astype(np.float32)
 
-    def _shard(self, shard: int) -> np.ndarray:
-        if self._pid != os.getpid():  # a forked DataLoader worker: open its own maps
-            self._mmaps, self._pid = {}, os.getpid()
+    def _reset_process_state(self) -> None:
+        """Forget memory maps opened by another process (the DataLoader's parent); reopen lazily here."""
+        self._mmaps, self._synthetic_targets, self._pid = {}, None, os.getpid()
+
+    def _open_shard(self, shard: int) -> np.ndarray:
         if self.on_demand and not self.cache.is_complete(shard):
-            build_shard(self.cache, self.generator, shard, blocking=True, batch_size=self.batch_size)
-        array = self._mmaps[shard] = self.cache.load_shard(shard)
+            build_shard(self.cache, self.generator, shard, blocking=True, batch_size=self.generation_batch_size)
+        # Copy-on-write map, viewed as a plain ndarray: writable (so torch.from_numpy does not warn)
+        # without ever changing the file, and indexed without np.memmap's per-slice overhead.
+        array = self._mmaps[shard] = self.cache.load_shard(shard, mmap_mode="c").view(np.ndarray)
         return array
 
     def __getitem__(self, index: int):
         if index < 0:
             index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index should be in [0, {len(self)}), but got {index}")
-        if index < self.num_real:
+        if 0 <= index < self.num_real:
             return self.base[index]
         synthetic = index - self.num_real
+        if not 0 <= synthetic < self.num_synthetic:
+            raise IndexError(f"index should be in [0, {len(self)}), but got {index}")
+        if self._pid != os.getpid():
+            self._reset_process_state()
         shard, offset = divmod(synthetic, self._shard_size)
         array = self._mmaps.get(shard)
-        if array is None or self._pid != os.getpid():
-            array = self._shard(shard)
-        signal = self._convert_signal(np.asarray(array[offset], dtype=np.float32))
+        if array is None:
+            array = self._open_shard(shard)
+        signal = torch.from_numpy(array[offset]).float()  # float16 -> a new float32 tensor
+        if self._convert:
+            signal = self._convert_signal(signal)
         target = self._target(synthetic)
-        if self._container == "dict":
-            item = {}
-            for key in self._keys:
-                if key == self.signal_key:
-                    item[key] = signal
-                elif key == self.target_key:
-                    item[key] = target
-                elif key in self._fill_values:
-                    item[key] = self._fill_values[key]
-                else:
-                    item[key] = self.cache.plan.jobs[key].iat[synthetic]
-            return item
-        return self._container((signal, target)) if self._container is list else (signal, target)
+        if self._container is tuple:
+            return signal, target
+        if self._container is list:
+            return [signal, target]
+        item = {}
+        for key in self._keys:
+            if key == self.signal_key:
+                item[key] = signal
+            elif key == self.target_key:
+                item[key] = target
+            elif key in self._fill_values:
+                item[key] = self._fill_values[key]
+            else:
+                item[key] = self.cache.plan.jobs[key].iat[synthetic]
+        return item
 
-    def _convert_signal(self, signal: np.ndarray):
-        tensor = torch.from_numpy(signal)
+    def _convert_signal(self, signal: torch.Tensor):
         if self._reorder or self._resample:
-            tensor = convert_ecg(tensor, source_leads=self.cache.config.lead_order, target_leads=self.lead_order,
+            signal = convert_ecg(signal, source_leads=self.cache.config.lead_order, target_leads=self.lead_order,
                                  num_samples=self.num_samples if self._resample else None)  # fmt: skip
         if self.synthetic_transform is not None:
-            tensor = self.synthetic_transform(tensor)
+            signal = self.synthetic_transform(signal)
         if self._signal_type == "torch":
-            return tensor if tensor.dtype == self._signal_dtype else tensor.to(self._signal_dtype)
-        return tensor.numpy().astype(self._signal_dtype, copy=False)
+            return signal if signal.dtype == self._signal_dtype else signal.to(self._signal_dtype)
+        return signal.numpy().astype(self._signal_dtype, copy=False)
 
     def _target(self, synthetic: int):
-        value = self._synthetic_targets[synthetic]
+        if self._synthetic_targets is None:
+            self._synthetic_targets = self.cache.targets().view(np.ndarray)
+        row = self._synthetic_targets[synthetic]
+        if self._order is not None:
+            row = row[self._order]
         if self._target_format == "index":
+            value = int(row.argmax())
             if self._target_type == "int":
-                return int(value)
+                return value
             if self._target_type == "torch":
-                return torch.tensor(int(value), dtype=self._target_dtype)
+                return torch.tensor(value, dtype=self._target_dtype)
             return np.asarray(value, dtype=self._target_dtype)
-        return value.clone() if isinstance(value, torch.Tensor) else value.copy()
+        if self._target_type == "torch":
+            target = torch.from_numpy(row.astype(np.float32))
+            return target if self._target_dtype == torch.float32 else target.to(self._target_dtype)
+        return row.astype(self._target_dtype)
 
     def synthetic_info(self, index: int) -> dict:
         """The plan row (labels, report, age, sex, heart_rate, seed...) of synthetic item ``index``."""
@@ -344,7 +360,7 @@ class AugmentedDataset(Dataset):
     # ------------------------------------------------------------------------------- pickling
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_mmaps"] = {}
+        state["_mmaps"], state["_synthetic_targets"] = {}, None
         return state
 
     def __repr__(self) -> str:

@@ -17,7 +17,6 @@ and a synthetic job with several labels (drawn from a real record's label set, s
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -130,7 +130,8 @@ def _make_plan(args):
     )
     config = PlanConfig(strategy=args.strategy, target_count=args.target_count, ratio=args.ratio,
                         co_occurrence=args.co_occurrence, classes=args.classes, seed=args.seed)  # fmt: skip
-    return make_plan(dataset.targets, dataset.classes, reports=ReportTemplater.from_ptbxl(args.ptbxl_root),
+    reports = ReportTemplater.from_ptbxl(args.ptbxl_root, task=dataset.task)  # class labels mean the dataset's task
+    return make_plan(dataset.targets, dataset.classes, reports=reports,
                      patients=patients, config=config, show_progress=not args.no_progress)  # fmt: skip
 
 
@@ -206,7 +207,7 @@ def verify_command(args) -> int:
         return 1
     result = cache.verify(show_progress=True)
     for shard, problem in result.problems:
-        print(f"{'manifest' if shard < 0 else f'shard {shard}'}: {problem}")
+        print(f"{'cache' if shard < 0 else f'shard {shard}'}: {problem}")
     if args.delete_corrupt:
         for shard, _ in result.problems:
             if shard >= 0:

@@ -74,7 +74,7 @@ def run_vae(args) -> int:
     from ecgaug.training.loop import distributed_context
     from ecgaug.training.stages import MODEL_SIZES, train_vae
 
-    data = from_ptbxl(args.ptbxl, args.folds, num_report_variants=1, seed=args.seed)
+    data = from_ptbxl(args.ptbxl, args.folds, num_report_variants=1, seed=args.seed, heart_rate=False)
     vae, summary = train_vae(data, MODEL_SIZES[args.size][0], _training_config(args), kl_weight=args.kl_weight)
     if distributed_context().is_main and summary["finished"]:
         vae.save_pretrained(args.output_dir / "vae")

@@ -50,6 +50,7 @@ __all__ = [
     "load_database",
     "load_heart_rates",
     "load_scp_statements",
+    "read_record",
 ]
 
 SPLIT_FOLDS = {"train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,), "all": tuple(range(1, 11))}
@@ -218,7 +219,7 @@ def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuil
     if not rebuild and _signal_cache_is_fresh(array_path, index_path, fingerprint, sampling_rate):
         return array_path
     if index_path.exists() and not rebuild:
-        warnings.warn(f"The PTB-XL cache {array_path} is stale (ptbxl_database.csv changed); rebuilding it.", stacklevel=2)
+        warnings.warn(f"The PTB-XL cache {array_path} is stale (ptbxl_database.csv changed) or incomplete; rebuilding it.", stacklevel=2)
     _make_cache_dir(array_path.parent)
     index_path.unlink(missing_ok=True)  # the array and its index must always agree
 

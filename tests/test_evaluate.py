@@ -1,0 +1,204 @@
+"""Model evaluation and model card on a fake PTB-XL with a tiny model: the CLI end to end, the
+held-out check, the metric helpers and the classifier cache."""
+import json
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ecgaug.cli import main
+from ecgaug.data.ptbxl import load_database
+from ecgaug.pipeline import DiffuSETSPipeline
+from ecgaug.signal import PTBXL_LEADS
+from ecgaug.text.prompt import build_prompt
+from ecgaug.text.reports import ReportTemplater
+from ecgaug.training.evaluate import (
+    check_held_out,
+    class_recognition,
+    evaluate_model,
+    heart_rate_metrics,
+    train_or_load_classifier,
+    vae_reconstruction,
+)
+
+from conftest import HashTextEncoder, make_tiny_pipeline
+from ptbxl_fixture import make_ptbxl
+
+TRAINING = {
+    "data": "PTB-XL 1.0.3 (fake fixture)",
+    "folds": [1, 2, 3, 4, 5, 6, 7],
+    "records": 84,
+    "vae": {"steps": 4, "max_steps": 4, "wall_seconds": 12.5, "world_size": 1, "folds": [1, 2, 3, 4, 5, 6, 7], "batch_size": 8, "learning_rate": 1e-3},
+    "unet": {"steps": 3, "max_steps": 3, "wall_seconds": 3725.0, "world_size": 2, "batch_size": 8, "learning_rate": 1e-3, "condition_dropout": 0.1},
+}
+# 120 fixture records: folds 9+10 hold every figure code, fold 8 every superclass (for early stopping).
+CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", "--num_records", "6", "--num_conditions", "6",
+            "--ddpm_conditions", "3", "--dpm_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1", "--classifier_batch_size", "16",
+            "--batch_size", "4", "--seed", "0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny models run ~40x slower with 2 threads on a busy 2-core machine (threads wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ptbxl_root(tmp_path_factory):
+    return make_ptbxl(tmp_path_factory.mktemp("ptbxl"), num_records=120)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, ptbxl_root):
+    """A tiny model folder whose text encoder is a table of the fixture's report embeddings."""
+    root = tmp_path_factory.mktemp("model")
+    templater = ReportTemplater.from_ptbxl(ptbxl_root)
+    prompts = sorted({build_prompt(templater.report(codes)) for codes in load_database(ptbxl_root)["scp_codes"]})
+    vectors = HashTextEncoder().encode(prompts).numpy()
+    pd.DataFrame({"text": prompts, "embed": [str(v.tolist()) for v in vectors]}).to_csv(root / "embeddings.csv", index=False)
+    make_tiny_pipeline().save_pretrained(root / "model", text_encoder_spec={"type": "table", "path": str(root / "embeddings.csv")},
+                                         extra={"training": TRAINING})
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def cli_run(model_dir, ptbxl_root, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp("work")
+    figure = model_dir / "generated_vs_real.png"
+    code = main(["evaluate", str(model_dir), "--ptbxl", str(ptbxl_root), *CLI_ARGS, "--work_dir", str(work_dir), "--write_card",
+                 "--figure", str(figure)])
+    assert code == 0
+    return work_dir, json.loads((work_dir / "results.json").read_text())
+
+
+def _in_unit_interval(value):
+    return value is None or 0.0 <= value <= 1.0
+
+
+def test_cli_results_have_every_measure_with_valid_ranges(cli_run):
+    _, results = cli_run
+    assert {"model", "settings", "vae_reconstruction", "heart_rate", "classification", "timing"} <= set(results)
+    assert results["model"]["unet_parameters"] > 0 and results["settings"]["test_folds"] == [9, 10]
+
+    reconstruction = results["vae_reconstruction"]
+    assert reconstruction["num_records"] == 6 and reconstruction["leads"] == list(PTBXL_LEADS)
+    assert all(value > 0 for value in reconstruction["rmse_mv"].values())
+    assert all(-1.0 <= value <= 1.0 for value in reconstruction["pearson"].values())
+
+    samplers = results["samplers"]
+    assert samplers == {"default": "dpmsolver++_3", "ddpm": "ddpm_4", "ddpm_reseeded": "ddpm_4_reseeded"}
+    hr = results["heart_rate"]
+    assert hr["all"]["num_conditions"] == 6 and hr["ddpm_subset"]["num_conditions"] == 3
+    for subset, names in (("all", ["default"]), ("ddpm_subset", ["default", "ddpm", "ddpm_reseeded"])):
+        for name in names:
+            metrics = hr[subset][samplers[name]]
+            assert _in_unit_interval(metrics["fraction_measurable"])
+            assert metrics["mae_bpm"] is None or (metrics["mae_bpm"] >= 0 and metrics["median_ae_bpm"] >= 0)
+    assert hr["ddpm_subset"]["ddpm_run_to_run"]["num_pairs"] <= 3
+
+    classification = results["classification"]
+    classes = classification["classifier"]["classes"]
+    assert classes == ["CD", "HYP", "MI", "NORM", "STTC"] and classification["classifier"]["cached"] is False
+    for subset, names in (("all", ["real", "dpmsolver++_3"]), ("ddpm_subset", ["real", "dpmsolver++_3", "ddpm_4", "ddpm_4_reseeded"])):
+        for name in names:
+            recognition = classification[subset][name]
+            assert list(recognition["per_class"]) == classes
+            assert all(_in_unit_interval(c["fraction_recognized"]) and _in_unit_interval(c["auc"]) for c in recognition["per_class"].values())
+            assert _in_unit_interval(recognition["macro_auc"])
+    counts = [classification["all"]["real"]["per_class"][c]["num_conditions"] for c in classes]
+    assert sum(counts) >= 1  # the conditions carry superclass labels
+
+    timing = results["timing"]
+    assert timing["samplers"]["dpmsolver++_3"]["num_ecgs"] == 6 and timing["samplers"]["ddpm_4"]["num_ecgs"] == 3
+    assert all(entry["ecgs_per_second"] > 0 for entry in timing["samplers"].values())
+    assert timing["total_s"] >= timing["vae_reconstruction_s"] > 0
+
+
+def test_cli_writes_model_card_and_figure(cli_run, model_dir):
+    _, results = cli_run
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["training"] == TRAINING and card["heart_rate"] == results["heart_rate"]
+    readme = (model_dir / "README.md").read_text()
+    for text in ("PTB-XL 1.0.3", "Wagner", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/", "strat_folds 1, 2, 3, 4, 5, 6, 7",
+                 "near 9 bpm", "34 bpm", "## Limitations", "## Intended use", "![Generated (left) and real (right) ECGs](generated_vs_real.png)",
+                 f"{results['model']['unet_parameters']:,}", f"{results['vae_reconstruction']['overall']['rmse_mv']:.3f}",
+                 "1.0 h", "8 × 2 processes"):
+        assert text in readme, text
+    image = matplotlib.image.imread(model_dir / "generated_vs_real.png")
+    assert image.ndim == 3 and image.shape[0] > image.shape[1] > 500  # five rows of two 12-lead plots
+
+
+def test_classifier_is_cached_and_keyed_on_its_settings(cli_run, ptbxl_root):
+    work_dir, results = cli_run
+    _, classes, info = train_or_load_classifier(ptbxl_root, train_folds=range(1, 8), val_folds=(8,), work_dir=work_dir, epochs=1,
+                                                batch_size=16, seed=0, show_progress=False)
+    assert info["cached"] is True and classes == results["classification"]["classifier"]["classes"]
+    assert info["best_val_macro_auc"] == results["classification"]["classifier"]["best_val_macro_auc"]
+    assert len(list(work_dir.glob("classifier-*"))) == 1
+    with pytest.raises(ValueError, match="should not overlap"):
+        train_or_load_classifier(ptbxl_root, train_folds=(1, 2), val_folds=(2,), work_dir=work_dir)
+
+
+def test_refuses_a_test_fold_the_model_was_trained_on(model_dir, ptbxl_root, tmp_path):
+    pipe = DiffuSETSPipeline.from_pretrained(model_dir, text_encoder=HashTextEncoder())
+    with pytest.raises(ValueError, match=r"UNet was trained on folds \[1, 2, 3, 4, 5, 6, 7\], which include \[7\]"):
+        evaluate_model(pipe, ptbxl_root, test_folds=(7,), work_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"VAE was trained on folds \[9\]"):
+        check_held_out({"training": {"folds": [1], "vae": {"folds": [9]}}}, test_folds=(9,))
+    with pytest.raises(ValueError, match="no training"):
+        check_held_out({"name": "published"}, test_folds=(9,))
+    with pytest.raises(ValueError, match="should not include the test folds"):
+        evaluate_model(pipe, ptbxl_root, test_folds=(9,), train_folds=(1, 9), work_dir=tmp_path)
+    with pytest.raises(ValueError, match="which include"):
+        main(["evaluate", str(model_dir), "--ptbxl", str(ptbxl_root), "--test_folds", "7", "--work_dir", str(tmp_path / "cli")])
+    assert not list(tmp_path.iterdir())  # refused before any work
+
+
+class _IdentityVAE(nn.Module):
+    """encode(x).mode() is x and decode is the identity: isolates the format round trip."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        return type("Posterior", (), {"mode": lambda _: x})()
+
+    def decode(self, latents):
+        return latents
+
+
+def test_vae_reconstruction_of_a_perfect_autoencoder_is_exact():
+    t = torch.linspace(0, 10, 1000)
+    signals = torch.stack([torch.stack([torch.sin(2 * torch.pi * (lead + 1) * 0.3 * t + record) for lead in range(12)]) for record in range(3)])
+    result = vae_reconstruction(_IdentityVAE(), signals, batch_size=2, show_progress=False)
+    assert result["num_records"] == 3 and result["overall"]["rmse_mv"] < 1e-4
+    assert all(value > 0.9999 for value in result["pearson"].values())
+    with pytest.raises(ValueError, match=r"should have shape \(N, 12, 1000\)"):
+        vae_reconstruction(_IdentityVAE(), signals[..., :500])
+
+
+def test_heart_rate_metrics_count_only_measurable_ecgs():
+    metrics = heart_rate_metrics(np.array([60.0, 80.0, 100.0, 70.0]), np.array([62.0, np.nan, 90.0, 70.0]))
+    assert metrics["num_measurable"] == 3 and metrics["fraction_measurable"] == 0.75
+    assert metrics["mae_bpm"] == pytest.approx(4.0) and metrics["median_ae_bpm"] == pytest.approx(2.0)
+    assert metrics["mean_error_bpm"] == pytest.approx(-8.0 / 3)
+    nothing = heart_rate_metrics(np.array([60.0]), np.array([np.nan]))
+    assert nothing["fraction_measurable"] == 0.0 and nothing["mae_bpm"] is None and nothing["pearson_r"] is None
+
+
+def test_class_recognition_fractions_and_auc():
+    labels = np.array([[1, 0], [1, 0], [0, 0], [0, 1]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.1, 0.2], [0.4, 0.8]])
+    result = class_recognition(scores, labels, ["A", "B"])
+    assert result["per_class"]["A"] == {"num_conditions": 2, "fraction_recognized": 0.5, "auc": 0.75}
+    assert result["per_class"]["B"]["fraction_recognized"] == 1.0 and result["per_class"]["B"]["auc"] == 1.0
+    assert result["macro_auc"] == pytest.approx(0.875) and result["auc_classes"] == ["A", "B"]
+    absent = class_recognition(scores, np.zeros_like(labels), ["A", "B"])
+    assert absent["per_class"]["A"]["fraction_recognized"] is None and absent["macro_auc"] is None
