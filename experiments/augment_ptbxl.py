@@ -25,15 +25,30 @@ from scarcity.config import ARM_NAMES, DEFAULT_ARMS, FULL, QUICK, ExperimentConf
 from scarcity.runner import RunFolderError, run
 from scarcity.synthetic import GeneratorCardError
 
-# Flags whose unset value comes from the --quick or the full preset.
-PRESET_FLAGS = tuple(FULL)
+SWEEP_DEFAULTS = {
+    "full": dict(sweep_synthetic_per_real=(0.5, 1.0, 2.0, 4.0), sweep_synthetic_cap=(0.25, 0.5, 0.75, 1.0), sweep_guidance_scale=(1.0, 2.0, 4.0)),
+    "quick": dict(sweep_synthetic_per_real=(0.5, 2.0), sweep_synthetic_cap=(0.25, 1.0), sweep_guidance_scale=(1.0, 2.0)),
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except unset ones (``None``: a preset fills them, as their help says) and switches."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def preset_help(name: str, text: str) -> str:
+    return f"{text} (full: {FULL[name]}, quick: {QUICK[name]})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="augment_ptbxl.py",
         description=__doc__.split("\n\n")[0] + " Flags left unset take the full (GPU) preset, or the --quick preset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--ptbxl", help="PTB-XL folder (ptbxl_database.csv, records100/); not needed with --evaluate_only")
     parser.add_argument("--output_dir", required=True, help="the run folder; rerun the same command to resume")
@@ -46,33 +61,34 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data and classifier")
     data.add_argument("--task", default="superdiagnostic", help="PTB-XL label set")
     data.add_argument("--classes", nargs="+", default=None, help="use only these classes of the task (default: all)")
-    data.add_argument("--classifier", default=None, help=f"classifier name (preset: {FULL['classifier']}, quick: {QUICK['classifier']})")
+    data.add_argument("--classifier", default=None, help=preset_help("classifier", "a name from classifiers.list_models()"))
     data.add_argument("--train_folds", type=parse_folds, default=parse_folds("1-8"), help="strat_folds to train on, e.g. 1-8 or 1,2,3")
     data.add_argument("--val_folds", type=parse_folds, default=parse_folds("9"), help="strat_folds that choose checkpoints")
     data.add_argument("--test_folds", type=parse_folds, default=parse_folds("10"), help="strat_folds to report on (never seen by the generator)")
 
     cells = parser.add_argument_group("regimes, arms and seeds")
-    cells.add_argument("--fractions", type=float, nargs="+", default=None, help="fractions of the training patients, one regime each")
-    cells.add_argument("--rare_k", type=int, default=None, help="rare-class regime: keep only k positive records of each rare class (0: no rare regime)")
-    cells.add_argument("--rare_base_fraction", type=float, default=None, help="fraction of the patients the rare-class regime starts from")
+    cells.add_argument("--fractions", type=float, nargs="+", default=None, help=preset_help("fractions", "fractions of the training patients, one regime each"))
+    cells.add_argument("--rare_k", type=int, default=None,
+                       help=preset_help("rare_k", "rare-class regime: keep only k positive records of each rare class; 0: no rare regime"))
+    cells.add_argument("--rare_base_fraction", type=float, default=None, help=preset_help("rare_base_fraction", "fraction of the patients the rare-class regime starts from"))
     cells.add_argument("--rare_classes", nargs="+", default=None, help="the rare classes (default: the --num_rare_classes rarest in the training folds)")
     cells.add_argument("--num_rare_classes", type=int, default=2, help="how many rarest classes are rare when --rare_classes is unset")
     cells.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(DEFAULT_ARMS), help="the arms ('balanced': class-balanced sampler, real only)")
-    cells.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds per cell (at least 3 recommended)")
+    cells.add_argument("--seeds", type=int, nargs="+", default=None, help=preset_help("seeds", "seeds per cell (issue #5 asks for at least 3)"))
 
     train = parser.add_argument_group("classifier training (classifiers.train)")
-    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (an epoch draws as many records as the cell has real ones)")
-    train.add_argument("--batch_size", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None, help="one-cycle maximum learning rate")
-    train.add_argument("--patience", type=int, default=None, help="early stopping on validation macro-AUC; 0 trains all epochs")
-    train.add_argument("--val_fraction", type=float, default=None, help="fraction of validation patients used to choose checkpoints")
+    train.add_argument("--epochs", type=int, default=None, help=preset_help("epochs", "maximum epochs; an epoch draws as many records as the cell has real ones"))
+    train.add_argument("--batch_size", type=int, default=None, help=preset_help("batch_size", "training batch size"))
+    train.add_argument("--lr", type=float, default=None, help=preset_help("lr", "one-cycle maximum learning rate"))
+    train.add_argument("--patience", type=int, default=None, help=preset_help("patience", "early stopping on validation macro-AUC; 0 trains all epochs"))
+    train.add_argument("--val_fraction", type=float, default=None, help=preset_help("val_fraction", "fraction of validation patients that choose checkpoints"))
 
     syn = parser.add_argument_group("synthetic ECGs")
     syn.add_argument("--generator", default="ptbxl-lite", help="DiffuSETSPipeline name or folder (its model card must list its training folds)")
     syn.add_argument("--scheduler", default="dpmsolver++", help="sampler: dpmsolver++, ddim or ddpm")
-    syn.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps")
+    syn.add_argument("--num_inference_steps", type=int, default=None, help=preset_help("num_inference_steps", "denoising steps"))
     syn.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")
-    syn.add_argument("--pool_per_class", type=int, default=None, help="synthetic ECGs per class in the run's pool")
+    syn.add_argument("--pool_per_class", type=int, default=None, help=preset_help("pool_per_class", "synthetic ECGs per class in the run's pool"))
     syn.add_argument("--pool_seed", type=int, default=0, help="seed of the pool's plan")
     syn.add_argument("--synthetic_per_real", type=float, default=1.0, help="at most this many synthetic ECGs per real record of a class")
     syn.add_argument("--synthetic_cap", type=float, default=0.5, help="at most this fraction of each batch synthetic")
@@ -81,12 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = parser.add_argument_group("sweep: what makes synthetic data help (one regime, one setting varied at a time)")
     sweep.add_argument("--sweep", action="store_true", help="run the sweep instead of the arms (use its own --output_dir)")
     sweep.add_argument("--sweep_regime", default=None, help="the regime to sweep on (default: the rare-class regime, else the first fraction)")
-    sweep.add_argument("--sweep_synthetic_per_real", type=float, nargs="+", default=None)
-    sweep.add_argument("--sweep_synthetic_cap", type=float, nargs="+", default=None)
-    sweep.add_argument("--sweep_guidance_scale", type=float, nargs="+", default=None, help="each value generates its own pool")
+    for name, text in (("sweep_synthetic_per_real", "values of synthetic_per_real"), ("sweep_synthetic_cap", "values of synthetic_cap"),
+                       ("sweep_guidance_scale", "values of guidance_scale; each generates its own pool")):  # fmt: skip
+        sweep.add_argument(f"--{name}", type=float, nargs="+", default=None,
+                           help=f"{text} (full: {SWEEP_DEFAULTS['full'][name]}, quick: {SWEEP_DEFAULTS['quick'][name]})")
 
     ev = parser.add_argument_group("evaluation")
-    ev.add_argument("--n_bootstrap", type=int, default=None, help="bootstrap resamples of the test folds")
+    ev.add_argument("--n_bootstrap", type=int, default=None, help=preset_help("n_bootstrap", "bootstrap resamples of the test folds"))
 
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto: CUDA when available, else CPU")
@@ -94,12 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--num_threads", type=int, default=2, help="torch CPU threads (and heart-rate processes)")
     runtime.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
-
-
-SWEEP_DEFAULTS = {
-    "full": dict(sweep_synthetic_per_real=(0.5, 1.0, 2.0, 4.0), sweep_synthetic_cap=(0.25, 0.5, 0.75, 1.0), sweep_guidance_scale=(1.0, 2.0, 4.0)),
-    "quick": dict(sweep_synthetic_per_real=(0.5, 2.0), sweep_synthetic_cap=(0.25, 1.0), sweep_guidance_scale=(1.0, 2.0)),
-}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argparse.Namespace]:

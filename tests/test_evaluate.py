@@ -20,6 +20,7 @@ from ecgaug.training.evaluate import (
     class_recognition,
     evaluate_model,
     heart_rate_metrics,
+    load_test_conditions,
     train_or_load_classifier,
     vae_reconstruction,
 )
@@ -143,6 +144,16 @@ def test_classifier_is_cached_and_keyed_on_its_settings(cli_run, ptbxl_root):
     assert len(list(work_dir.glob("classifier-*"))) == 1
     with pytest.raises(ValueError, match="should not overlap"):
         train_or_load_classifier(ptbxl_root, train_folds=(1, 2), val_folds=(2,), work_dir=work_dir)
+
+
+def test_conditions_are_measurable_test_records_and_too_many_is_an_error(ptbxl_root):
+    conditions = load_test_conditions(ptbxl_root, (9, 10), 5, seed=0)
+    database = load_database(ptbxl_root)
+    assert set(database.loc[conditions.ecg_ids, "strat_fold"]) <= {9, 10} and np.isfinite(conditions.heart_rate).all()
+    assert conditions.signals.shape == (5, 12, 1000) and conditions.labels.shape == (5, len(conditions.classes))
+    assert conditions.subset(2).ecg_ids == conditions.ecg_ids[:2]
+    with pytest.raises(ValueError, match="num_conditions should be at most"):
+        load_test_conditions(ptbxl_root, (9,), 10_000)
 
 
 def test_refuses_a_test_fold_the_model_was_trained_on(model_dir, ptbxl_root, tmp_path):

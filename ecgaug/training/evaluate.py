@@ -194,7 +194,7 @@ def load_test_conditions(
         test_folds: ``strat_fold`` values of the test records.
         num_conditions: how many conditions; raises ``ValueError`` if the folds have fewer measurable records.
         seed: seed of the draw.
-        classes: superclass columns of ``labels`` (default: every diagnostic superclass of the database).
+        classes: superclass columns of ``labels`` (default: every diagnostic superclass in ``scp_statements.csv``).
     """
     from ecgaug.text.reports import ReportTemplater
 

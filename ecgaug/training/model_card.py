@@ -127,8 +127,7 @@ def _section_training(training: dict | None) -> list[str]:
         "## Training data",
         "",
         f"PTB-XL 1.0.3 ({PTBXL_URL}), strat_folds {_folds(training.get('folds'))}"
-        + (f", {_num(training['records'])} records" if training.get("records") is not None else "")
-        + ". " + (training.get("data") or "") ,
+        + (f", {_num(training['records'])} records" if training.get("records") is not None else "") + ".",
         "",
         f"> {PTBXL_CITATION}",
         "",
@@ -149,7 +148,7 @@ def _section_training(training: dict | None) -> list[str]:
         steps = f"{_num(record.get('steps'))} of {_num(record.get('max_steps'))}" if record.get("steps") is not None else "not recorded"
         world = record.get("world_size")
         batch = "not recorded" if record.get("batch_size") is None else f"{record['batch_size']}" + (f" × {world} processes" if world and world > 1 else "")
-        rows.append([stage, steps, batch, _num(record.get("learning_rate"), 4) if record.get("learning_rate") is not None else "not recorded",
+        rows.append([stage, steps, batch, f"{record['learning_rate']:g}" if record.get("learning_rate") is not None else "not recorded",
                      _duration(record.get("wall_seconds")), _folds(record.get("folds", training.get("folds") if key == "unet" else None))])
     lines += _table(["Stage", "Steps", "Batch size", "Learning rate", "Wall time", "Folds"], rows)
     unet = training.get("unet") if isinstance(training.get("unet"), dict) else {}
@@ -178,6 +177,7 @@ def _section_reconstruction(rec: dict) -> list[str]:
 def _section_heart_rate(results: dict) -> list[str]:
     hr, samplers, timing = results["heart_rate"], results["samplers"], results["timing"]["samplers"]
     default, ddpm, reseeded = samplers["default"], samplers["ddpm"], samplers["ddpm_reseeded"]
+    slower = timing[default]["ecgs_per_second"] / timing[ddpm]["ecgs_per_second"]
     rows = []
     for label, subset_key, name in (
         (f"{_sampler_label(timing[default])} (default)", "all", default),
@@ -195,7 +195,7 @@ def _section_heart_rate(results: dict) -> list[str]:
         "Each condition is a test record with a measurable heart rate: its templated report, age, sex and measured heart rate. "
         "One ECG per condition (seeded per condition); its heart rate is measured with the same detector "
         f"({hr['detector']}). Errors count the measurable generated ECGs only. The DDPM runs use the first "
-        f"{hr['ddpm_subset']['num_conditions']} conditions (DDPM is about 40× slower), on which DPM-Solver++ is shown too.",
+        f"{hr['ddpm_subset']['num_conditions']} conditions (DDPM was {slower:.1f}× slower per ECG here), on which DPM-Solver++ is shown too.",
         "",
         *_table(["Sampler", "Conditions", "Measurable", "MAE (bpm)", "Median AE (bpm)", "Bias (bpm)", "Pearson r"], rows),
         "",
@@ -228,7 +228,7 @@ def _section_classes(results: dict) -> list[str]:
     return [
         "### Class recognition",
         "",
-        f"A `{info['model']}` classifier trained on real PTB-XL folds {_folds(info['train_folds'])} ({info['epochs']} epochs, "
+        f"A `{info['model']}` classifier trained on real PTB-XL folds {_folds(info['train_folds'])} ({info['epochs']} epoch(s), "
         f"early stopping on folds {_folds(info['val_folds'])}, validation macro AUC {_num(info['best_val_macro_auc'], 3)}) scores each ECG. "
         f"Per superclass: of the conditions whose record has that class, the fraction whose ECG gets probability > {cls['threshold']}; "
         "the real ECGs of the same conditions are the ceiling. Macro AUC against the conditions' labels, over the classes present "
@@ -241,8 +241,9 @@ def _section_classes(results: dict) -> list[str]:
 
 def _section_timing(results: dict) -> list[str]:
     timing = results["timing"]
-    rows = [[_sampler_label(entry), _num(entry["num_ecgs"]), _duration(entry["seconds"]), _num(entry["ecgs_per_second"], 2)]
-            for entry in timing["samplers"].values()]
+    reseeded = results["samplers"]["ddpm_reseeded"]
+    rows = [[_sampler_label(entry) + (", other seeds" if name == reseeded else ""), _num(entry["num_ecgs"]), _duration(entry["seconds"]),
+             _num(entry["ecgs_per_second"], 2)] for name, entry in timing["samplers"].items()]
     return [
         "### Speed",
         "",
@@ -264,7 +265,7 @@ def _section_use_and_limits(results: dict) -> list[str]:
         "",
         "## Limitations",
         "",
-        "- Trained on PTB-XL only (one German institution's recordings from 1989-1996, one device family); other "
+        "- Trained on PTB-XL only (German recordings from 1989-1996, made with Schiller AG devices); other "
         "populations, devices and recording conditions are not represented.",
         "- Trained at 100 Hz: nothing above 50 Hz is modelled (no pacemaker spikes, fine notching or high-frequency detail).",
         "- Reports are templated SCP statements; wording far from that vocabulary, and statements that are rare in PTB-XL, "
@@ -281,6 +282,9 @@ def _section_use_and_limits(results: dict) -> list[str]:
 def render_model_card(results: dict, training_info: dict | None, *, figure: str | None = None) -> str:
     """The ``README.md`` text of the model card (see :func:`write_model_card`)."""
     model, settings = results["model"], results["settings"]
+    vae_folds_recorded = isinstance((training_info or {}).get("vae"), dict) and "folds" in training_info["vae"]
+    held_out = "which neither the VAE nor the UNet was trained on" if vae_folds_recorded else (
+        "which the UNet was not trained on (the VAE's training folds are not recorded)")
     lines = [
         f"# {model.get('name') or model['model_id']}: text-conditioned 12-lead ECG generator (DiffuSETS architecture)",
         "",
@@ -290,7 +294,7 @@ def render_model_card(results: dict, training_info: dict | None, *, figure: str 
         *_section_training(training_info),
         "## Evaluation",
         "",
-        f"On PTB-XL test fold(s) {_folds(settings['test_folds'])}, which neither the VAE nor the UNet was trained on "
+        f"On PTB-XL test fold(s) {_folds(settings['test_folds'])}, {held_out} "
         f"(measured {results['evaluated_at']} with `ecgaug evaluate`, seed {settings['seed']}; all numbers are in `{CARD_JSON}`).",
         "",
         *_section_reconstruction(results["vae_reconstruction"]),

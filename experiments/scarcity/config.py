@@ -218,13 +218,14 @@ class ExperimentConfig:
         scheduler, num_inference_steps: Sampling settings.
         pool_per_class: Synthetic ECGs per class in the pool (each cell draws what it needs).
         pool_seed: Seed of the pool's plan (label sets, reports, patients, diffusion noise).
-        generation_batch_size, shard_size: Generation batch and cache shard sizes.
+        shard_size: ECGs per cache shard.
+        generation_batch_size: ECGs per generation batch (``None``: the pipeline's default).
 
     Evaluation:
         n_bootstrap, alpha: Bootstrap resamples of the test folds and the CI level (0.05: 95 %).
 
     Runtime (not part of the run's identity):
-        device, num_workers, num_threads, progress.
+        generation_batch_size, device, num_workers, num_threads, progress.
     """
 
     ptbxl: str
@@ -261,7 +262,8 @@ class ExperimentConfig:
     progress: bool = True
 
     # Fields that change neither the subsets, the pool nor the trained models.
-    RUNTIME_FIELDS = ("ptbxl", "output_dir", "n_bootstrap", "alpha", "device", "num_workers", "num_threads", "progress")
+    # (A pool does not depend on its generation batch size: every ECG has its own seeded noise.)
+    RUNTIME_FIELDS = ("ptbxl", "output_dir", "n_bootstrap", "alpha", "generation_batch_size", "device", "num_workers", "num_threads", "progress")
     # Lists of cells: a resumed run may add or drop entries (each cell checks its own spec).
     CELL_FIELDS = ("regimes", "arms", "seeds")
 
@@ -362,7 +364,7 @@ FULL: dict[str, Any] = dict(
     n_bootstrap=1000,
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
-    classifier="resnet1d_small", fractions=(0.05,), rare_k=20, rare_base_fraction=0.1, seeds=(0, 1, 2),
-    epochs=4, batch_size=64, lr=1e-2, patience=None, val_fraction=0.25, pool_per_class=40, num_inference_steps=10,
+    classifier="resnet1d_small", fractions=(0.05,), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2),
+    epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=160, num_inference_steps=25,
     n_bootstrap=200,
 )  # fmt: skip

@@ -120,7 +120,7 @@ def summarize(config: ExperimentConfig, *, y_true: np.ndarray, predictions: dict
                 "num_train_real": float(np.mean([info["num_real"] for info in infos])),
                 "num_train_synthetic": float(np.mean([info["num_synthetic"] for info in infos])),
                 "best_epoch": [info["best_epoch"] for info in infos],
-                "synthetic_shortfall": int(sum(sum(info.get("synthetic", {}).get("shortfall", [])) for info in infos)),
+                "synthetic_shortfall": int(sum(sum((info["synthetic"] or {}).get("shortfall", [])) for info in infos)),
                 **metric,
                 "per_class": per_class,
             }
@@ -165,7 +165,11 @@ def _ci(value: dict | None, digits: int = 3, signed: bool = False) -> str:
     if value is None:
         return "–"
     sign = "+" if signed else ""
-    return f"{value['point']:{sign}.{digits}f} [{value['low']:{sign}.{digits}f}, {value['high']:{sign}.{digits}f}]"
+
+    def number(x: float) -> str:
+        return f"{round(x, digits) + 0.0:{sign}.{digits}f}"  # + 0.0 turns -0.0 into 0.0
+
+    return f"{number(value['point'])} [{number(value['low'])}, {number(value['high'])}]"
 
 
 def write_table(results: dict, path, *, notes: Sequence[str] = ()) -> Path:
@@ -244,9 +248,12 @@ def plot_auc_vs_fraction(results: dict, path) -> Path | None:
         offset = 0.03 * (i - (len(arms) - 1) / 2)  # spread the error bars of one fraction
         for ax, key in zip(axes, ("macro_auc", "rare_auc")):
             _errorbar(ax, fractions, entries, key, arm, offset)
+    ticks = sorted({r["fraction"] for r in regimes})
     for ax, title in zip(axes, ("macro-AUC", f"rare-class AUC ({', '.join(results['rare_classes'])})")):
         if len(regimes) > 1:
             ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{100 * f:g}%" for f in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("fraction of training patients")
         ax.set_ylabel(title)
         ax.set_title(f"{title} vs training data")
@@ -282,9 +289,10 @@ def plot_per_class_gain(results: dict, path) -> Path | None:
         ax.set_ylabel("Δ AUC vs real")
         ax.set_title(regime)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=min(len(arms), 3))
-    fig.suptitle("Per-class AUC gain over real-only training (* rare class)")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle("Per-class AUC gain over real-only training (* rare class; paired 95% CI)")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)

@@ -38,32 +38,37 @@ def measure_classifier(name: str, *, num_classes: int, num_samples: int, batch_s
             loss.backward()
             optimizer.step()
 
-        def timed(fn, repeats: int) -> float:
-            fn()  # warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(repeats):
+        def timed(fn, warmup: int = 3, repeats: int = 5) -> float:
+            """Median seconds of one call after ``warmup`` calls (the first steps set up kernels and run slowly)."""
+            seconds = []
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
                 fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return (time.perf_counter() - start) / repeats
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    seconds.append(time.perf_counter() - start)
+            return float(np.median(seconds))
 
         model.train()
-        train_seconds = timed(step, 2)
+        train_seconds = timed(step)
         model.eval()
         with torch.no_grad():
-            eval_seconds = timed(lambda: model(x), 2)
+            eval_seconds = timed(lambda: model(x))
     return batch_size / train_seconds, batch_size / eval_seconds
 
 
-def measure_generation(generator, *, num_inference_steps: int, guidance_scale: float, sampling_rate: float, num_ecgs: int = 4) -> float:
-    """ECGs per second of ``generator`` at these settings (one batch of ``num_ecgs``)."""
-    seeds = [torch.Generator().manual_seed(i) for i in range(num_ecgs)]
+def measure_generation(generator, *, num_inference_steps: int, guidance_scale: float, sampling_rate: float, num_ecgs: int = 16) -> float:
+    """ECGs per second of ``generator`` at these settings (one batch of ``num_ecgs``, after a one-step warm-up)."""
+
+    def generate(count: int, steps: int) -> None:
+        generator.generate(["sinus rhythm"] * count, [60.0] * count, ["M"] * count, [70.0] * count, num_inference_steps=steps,
+                           guidance_scale=guidance_scale, generator=[torch.Generator().manual_seed(i) for i in range(count)],
+                           lead_order="ptbxl", sampling_rate=sampling_rate)  # fmt: skip
+
+    generate(2, 1)  # loads the text encoder and sets up kernels
     start = time.perf_counter()
-    generator.generate(["sinus rhythm"] * num_ecgs, [60.0] * num_ecgs, ["M"] * num_ecgs, [70.0] * num_ecgs,
-                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=seeds,
-                       lead_order="ptbxl", sampling_rate=sampling_rate)  # fmt: skip
+    generate(num_ecgs, num_inference_steps)
     return num_ecgs / (time.perf_counter() - start)
 
 
