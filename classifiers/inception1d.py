@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from classifiers.layers import ClassifierHead1d, PoolType, init_weights_kaiming
+from classifiers.layers import ClassifierBase1d, ClassifierHead1d, PoolType
 from classifiers.registry import register_model
 
 __all__ = ["InceptionBlock1d", "InceptionShortcut1d", "Inception1d"]
@@ -74,7 +74,7 @@ class InceptionShortcut1d(nn.Module):
         return self.act(out + self.norm(self.conv(group_input)))
 
 
-class Inception1d(nn.Module):
+class Inception1d(ClassifierBase1d):
     """InceptionTime-style 1-D network.
 
     Args:
@@ -128,16 +128,6 @@ class Inception1d(nn.Module):
         self.head = ClassifierHead1d(block_channels, num_classes, hidden_dims=head_hidden_dims, drop_rate=drop_rate, pool_type=global_pool)
         self.init_weights()
 
-    def init_weights(self) -> None:
-        self.apply(init_weights_kaiming)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, L)`` → feature map ``(B, num_features, L)``."""
         group_input = x
@@ -147,13 +137,6 @@ class Inception1d(nn.Module):
                 x = self.shortcuts[index // 3](group_input, x)
                 group_input = x
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map → logits ``(B, num_classes)``, or the head's embedding if ``pre_logits``."""
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

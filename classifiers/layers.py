@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-__all__ = ["GlobalPool1d", "ClassifierHead1d", "init_weights_kaiming"]
+__all__ = ["GlobalPool1d", "ClassifierHead1d", "ClassifierBase1d", "init_weights_kaiming"]
 
 PoolType = Literal["catavgmax", "avg", "max"]
 _POOL_TYPES = ("catavgmax", "avg", "max")
@@ -109,6 +109,48 @@ class ClassifierHead1d(nn.Module):
         """``(B, in_features, L)`` → logits ``(B, num_classes)``, or ``(B, num_features)`` if ``pre_logits``."""
         x = self.pre_logits(self.global_pool(x))
         return x if pre_logits else self.fc(x)
+
+
+class ClassifierBase1d(nn.Module):
+    """The surface every 1-D classifier shares (timm style): ``forward = forward_head(forward_features(x))``.
+
+    A subclass builds its backbone and sets, in ``__init__``:
+
+    * ``num_classes`` and ``in_chans``;
+    * ``num_features``: channels of the feature map from :meth:`forward_features`;
+    * ``head``: a :class:`ClassifierHead1d` taking ``num_features`` channels;
+
+    then implements :meth:`forward_features` and calls :meth:`init_weights`.
+    """
+
+    num_classes: int
+    in_chans: int
+    num_features: int
+    head: ClassifierHead1d
+
+    def init_weights(self) -> None:
+        """Re-initialise every layer with :func:`init_weights_kaiming`."""
+        self.apply(init_weights_kaiming)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer by a fresh one with ``num_classes`` outputs (for fine-tuning)."""
+        self.num_classes = num_classes
+        self.head.reset(num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, L)`` → feature map ``(B, num_features, L')``."""
+        raise NotImplementedError(f"{type(self).__name__} should implement forward_features.")
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map → logits ``(B, num_classes)``, or the head's embedding ``(B, head.num_features)`` if ``pre_logits``."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, L)`` → logits ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(x))
 
 
 def init_weights_kaiming(module: nn.Module) -> None:

@@ -125,7 +125,18 @@ def bootstrap_indices(y_true, n_bootstrap: int = 1000, seed: int = 0) -> np.ndar
     )
 
 
-def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+def _bootstrap_interval(
+    y_true: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    n_bootstrap: int,
+    alpha: float,
+    seed: int,
+    progress: bool,
+    desc: str,
+) -> tuple[float, float]:
+    """``(alpha/2, 1 - alpha/2)`` percentiles of ``statistic(ids)`` over the resamples of :func:`bootstrap_indices`."""
+    indices = bootstrap_indices(y_true, n_bootstrap, seed)
+    values = np.array([statistic(ids) for ids in tqdm(indices, desc=desc, disable=not progress)])
     low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(low), float(high)
 
@@ -160,9 +171,10 @@ def bootstrap_ci(
     _check_alpha(alpha)
     y_true, y_score = _check_inputs(y_true, y_score)
     point = float(metric_fn(y_true, y_score))
-    indices = bootstrap_indices(y_true, n_bootstrap, seed)
-    values = np.array([metric_fn(y_true[ids], y_score[ids]) for ids in tqdm(indices, desc="bootstrap", disable=not progress)])
-    return BootstrapResult(point, *_interval(values, alpha))
+    low, high = _bootstrap_interval(
+        y_true, lambda ids: metric_fn(y_true[ids], y_score[ids]), n_bootstrap, alpha, seed, progress, desc="bootstrap"
+    )
+    return BootstrapResult(point, low, high)
 
 
 def paired_bootstrap_diff(
@@ -188,11 +200,13 @@ def paired_bootstrap_diff(
     y_true, score_a = _check_inputs(y_true, score_a, name="score_a")
     _, score_b = _check_inputs(y_true, score_b, name="score_b")
     diff = float(metric_fn(y_true, score_a) - metric_fn(y_true, score_b))
-    indices = bootstrap_indices(y_true, n_bootstrap, seed)
-    values = np.array(
-        [
-            metric_fn(y_true[ids], score_a[ids]) - metric_fn(y_true[ids], score_b[ids])
-            for ids in tqdm(indices, desc="paired bootstrap", disable=not progress)
-        ]
+    low, high = _bootstrap_interval(
+        y_true,
+        lambda ids: metric_fn(y_true[ids], score_a[ids]) - metric_fn(y_true[ids], score_b[ids]),
+        n_bootstrap,
+        alpha,
+        seed,
+        progress,
+        desc="paired bootstrap",
     )
-    return BootstrapResult(diff, *_interval(values, alpha))
+    return BootstrapResult(diff, low, high)

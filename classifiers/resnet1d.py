@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from classifiers.layers import ClassifierHead1d, PoolType, init_weights_kaiming
+from classifiers.layers import ClassifierBase1d, ClassifierHead1d, PoolType
 from classifiers.registry import register_model
 
 __all__ = ["BasicBlock1d", "ResNet1d"]
@@ -51,7 +51,7 @@ class BasicBlock1d(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
-class ResNet1d(nn.Module):
+class ResNet1d(ClassifierBase1d):
     """1-D ResNet with basic blocks.
 
     Args:
@@ -66,7 +66,9 @@ class ResNet1d(nn.Module):
         global_pool: ``"catavgmax"``, ``"avg"`` or ``"max"``.
 
     Shapes:
-        input ``(batch, in_chans, num_samples)`` → logits ``(batch, num_classes)``.
+        input ``(batch, in_chans, num_samples)`` → logits ``(batch, num_classes)``; the head has no hidden
+        layer, so ``forward_head(..., pre_logits=True)`` gives the pooled features ``(batch, 2 * num_features)``
+        (``(batch, num_features)`` with ``"avg"`` or ``"max"`` pooling).
     """
 
     def __init__(
@@ -108,26 +110,9 @@ class ResNet1d(nn.Module):
         self.head = ClassifierHead1d(channels, num_classes, hidden_dims=(), drop_rate=drop_rate, use_batchnorm=False, pool_type=global_pool)
         self.init_weights()
 
-    def init_weights(self) -> None:
-        self.apply(init_weights_kaiming)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, L)`` → feature map ``(B, num_features, ceil(L / 32))``."""
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map → logits ``(B, num_classes)``, or pooled features ``(B, 2 * num_features)`` if ``pre_logits``."""
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

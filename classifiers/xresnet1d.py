@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from classifiers.layers import ClassifierHead1d, PoolType, init_weights_kaiming
+from classifiers.layers import ClassifierBase1d, ClassifierHead1d, PoolType
 from classifiers.registry import register_model
 
 __all__ = ["ConvNormAct1d", "Bottleneck1d", "XResNet1d"]
@@ -67,7 +67,7 @@ class Bottleneck1d(nn.Module):
         return self.act(self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
 
 
-class XResNet1d(nn.Module):
+class XResNet1d(ClassifierBase1d):
     """1-D XResNet with bottleneck blocks.
 
     Args:
@@ -135,29 +135,16 @@ class XResNet1d(nn.Module):
         self.init_weights(zero_init_last=zero_init_last)
 
     def init_weights(self, zero_init_last: bool = False) -> None:
-        self.apply(init_weights_kaiming)
+        """Kaiming initialisation (see :meth:`ClassifierBase1d.init_weights`); optionally zero each block's last BatchNorm."""
+        super().init_weights()
         if zero_init_last:
             for module in self.modules():
                 if isinstance(module, Bottleneck1d):
                     nn.init.zeros_(module.conv3[1].weight)
 
-    def get_classifier(self) -> nn.Linear:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, L)`` → feature map ``(B, num_features, ceil(L / 32))``."""
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map → logits ``(B, num_classes)``, or the head's embedding if ``pre_logits``."""
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -104,6 +104,9 @@ class DiffuSETSPipeline:
         self.training_scheduler_config = training_scheduler_config or scheduler.config
         self.model_id = model_id
         self.info = info or {}
+        # Decoding is one pass (no error accumulation), so on CPUs with bf16 matrix units (AMX) it can
+        # run in bfloat16 for ~2.5x speed at ~1-2% relative RMS error; the denoising loop stays float32.
+        self.cpu_decode_dtype: torch.dtype = torch.float32
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -325,10 +328,11 @@ class DiffuSETSPipeline:
         kwargs.setdefault("show_progress", False)
         return self(reports, age, sex, heart_rate, **kwargs).ecgs
 
-    def _autocast(self):
-        device = self.device
-        if device.type == "cuda":
+    def _autocast(self, cpu_dtype: torch.dtype | None = None):
+        if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if cpu_dtype is not None and cpu_dtype != torch.float32:
+            return torch.autocast("cpu", dtype=cpu_dtype)
         return torch.autocast("cpu", enabled=False)
 
     def _denoise(self, embeds, features, steps, guidance_scale, generator, latents, bar) -> torch.Tensor:
@@ -355,5 +359,5 @@ class DiffuSETSPipeline:
         return latents
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with self._autocast(self.cpu_decode_dtype):
             return self.vae.decode(latents).float()  # (B, 12, 1024), model lead order

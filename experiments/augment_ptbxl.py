@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ecgaug.augment import CacheMismatchError
 from ecgaug.commands.train import parse_folds
+
+# The experiment's package, experiments/scarcity/, sits beside this script, whose folder Python puts on sys.path.
 from scarcity.config import ARM_NAMES, DEFAULT_ARMS, FULL, QUICK, ExperimentConfig, make_arms, make_regimes, sweep_arms
 from scarcity.runner import RunFolderError, run
 from scarcity.synthetic import GeneratorCardError
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ptbxl", help="PTB-XL folder (ptbxl_database.csv, records100/); not needed with --evaluate_only")
     parser.add_argument("--output_dir", required=True, help="the run folder; rerun the same command to resume")
     parser.add_argument("--quick", action="store_true",
-                        help=f"CPU preset (under 30 min on 2 cores with ptbxl-lite): {', '.join(f'{k}={v}' for k, v in QUICK.items())}")  # fmt: skip
+                        help=f"CPU preset (about 25 min on 2 idle cores with ptbxl-lite): {', '.join(f'{k}={v}' for k, v in QUICK.items())}")  # fmt: skip
     stage = parser.add_argument_group("stages")
     stage.add_argument("--evaluate_only", action="store_true", help="only rebuild results.json, table.md and the plots from saved predictions")
     stage.add_argument("--estimate_only", action="store_true", help="prepare the subsets, print the time estimate and stop")
@@ -135,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argpars
     regimes = make_regimes(values["fractions"], rare_k=rare_k, rare_base_fraction=values["rare_base_fraction"])
     arms = make_arms(args.arms, synthetic_per_real=args.synthetic_per_real, synthetic_cap=args.synthetic_cap, guidance_scale=args.guidance_scale)
     if args.sweep:
+        if args.arms != list(DEFAULT_ARMS):
+            parser.error("--arms is not used with --sweep (the sweep's arms are real and variants of synthetic); drop it")
         names = [regime.name for regime in regimes]
         wanted = args.sweep_regime or next((r.name for r in regimes if r.is_rare), names[0])
         if wanted not in names:
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     config, args = parse_args(argv)
     try:
         run(config, command=command_line(argv), evaluate_only=args.evaluate_only, estimate_only=args.estimate_only)
-    except (GeneratorCardError, RunFolderError, CacheMismatchError) as error:
+    except (GeneratorCardError, RunFolderError, CacheMismatchError, FileNotFoundError) as error:
         print(f"augment_ptbxl.py: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -48,6 +48,15 @@ def make_tiny_pipeline(scheduler: str = "dpmsolver++", seed: int = 0, **unet_ove
                              info={"name": "tiny-test", "text_encoder": {"type": "hash"}})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def single_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, busy-waiting OpenMP threads slow tests 10-40x."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def tiny_pipeline() -> DiffuSETSPipeline:
     return make_tiny_pipeline()

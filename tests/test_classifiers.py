@@ -12,15 +12,6 @@ from classifiers.xresnet1d import Bottleneck1d
 NUM_CLASSES = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: on the shared 2-core machine, busy-waiting OpenMP threads slow tests 10-40x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def batch() -> torch.Tensor:
     return torch.randn(2, 12, 1000, generator=torch.Generator().manual_seed(0))

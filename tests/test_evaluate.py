@@ -41,15 +41,6 @@ CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", 
             "--batch_size", "4", "--seed", "0", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models run ~40x slower with 2 threads on a busy 2-core machine (threads wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ptbxl_root(tmp_path_factory):
     return make_ptbxl(tmp_path_factory.mktemp("ptbxl"), num_records=120)

@@ -110,3 +110,11 @@ def test_text_encoder_dimension_must_match_the_unet():
     pipe = make_tiny_pipeline()
     with pytest.raises(ValueError, match="16-d"):
         DiffuSETSPipeline(pipe.vae, pipe.unet, pipe.scheduler, HashTextEncoder(dim=8))
+
+
+def test_bfloat16_decoding_on_cpu_is_close_to_float32(tiny_pipeline):
+    full = generate(tiny_pipeline, generator=torch.Generator().manual_seed(4))
+    tiny_pipeline.cpu_decode_dtype = torch.bfloat16
+    fast = generate(tiny_pipeline, generator=torch.Generator().manual_seed(4))
+    assert fast.dtype == torch.float32 and not torch.equal(full, fast)
+    assert ((fast - full).pow(2).mean() / full.pow(2).mean()).sqrt() < 0.05

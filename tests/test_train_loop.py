@@ -16,15 +16,6 @@ NUM_SAMPLES = 250
 NUM_CLASSES = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: on the shared 2-core machine, busy-waiting OpenMP threads slow tests 10-40x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _separable_dataset(num_records: int, seed: int) -> TensorDataset:
     """Class c adds a 5 Hz burst of 0.5 mV to lead c; everything else is noise."""
     generator = torch.Generator().manual_seed(seed)

@@ -364,7 +364,7 @@ FULL: dict[str, Any] = dict(
     n_bootstrap=1000,
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
-    classifier="resnet1d_small", fractions=(0.05,), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2),
-    epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=160, num_inference_steps=25,
+    classifier="resnet1d_small", fractions=(0.05, 0.25), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2),
+    epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=300, num_inference_steps=25,
     n_bootstrap=200,
 )  # fmt: skip

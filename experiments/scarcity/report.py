@@ -14,6 +14,7 @@ beat real-only training on this test set at the chosen level.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -155,7 +156,7 @@ def summarize(config: ExperimentConfig, *, y_true: np.ndarray, predictions: dict
         "seed_pooling": SEED_POOLING,
         "generator": generator,
         "regimes": [{"name": r.name, "fraction": r.fraction, "rare_k": r.rare_k} for r in config.regimes],
-        "arms": [a.__dict__ for a in config.arms],
+        "arms": [dataclasses.asdict(a) for a in config.arms],
         "results": results,
     }
 

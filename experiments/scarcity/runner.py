@@ -120,17 +120,21 @@ class Prepared:
 # ----------------------------------------------------------------------------------------- run
 def run(config: ExperimentConfig, *, command: str, evaluate_only: bool = False, estimate_only: bool = False) -> dict | None:
     """Run (or resume) the experiment in ``config.output_dir``; returns the results (``None`` for ``estimate_only``)."""
-    torch.set_num_threads(config.num_threads)
     run_dir = Path(config.output_dir)
-    if evaluate_only:
-        _record_command(run_dir, command, "evaluate_only")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        if evaluate_only:
+            _record_command(run_dir, command, "evaluate_only")
+            return evaluate(config, run_dir)
+        _open_run_dir(config, run_dir, command)
+        prepared = prepare(config, run_dir, estimate_only=estimate_only)
+        if prepared is None:
+            return None
+        perform(config, run_dir, prepared)
         return evaluate(config, run_dir)
-    _open_run_dir(config, run_dir, command)
-    prepared = prepare(config, run_dir, estimate_only=estimate_only)
-    if prepared is None:
-        return None
-    perform(config, run_dir, prepared)
-    return evaluate(config, run_dir)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _record_command(run_dir: Path, command: str, kind: str) -> None:
@@ -299,7 +303,8 @@ def _estimate(config, run_dir, generator, train, val, test, subsets, pending) ->
         estimate.train_rate, estimate.eval_rate = train_rate, eval_rate
         for regime, _, seed in pending:
             records = len(subsets[(regime.name, seed)].rows)
-            estimate.training += config.epochs * (records / train_rate + len(val) / eval_rate) + len(test) / eval_rate
+            seconds = config.epochs * (records / train_rate + len(val) / eval_rate) + len(test) / eval_rate
+            estimate.training += timing.LOADING_OVERHEAD * seconds
     if generator is not None:
         # Heart rates are measured once for the whole database; an upper bound (they may be cached).
         num_records = len(load_database(config.ptbxl))

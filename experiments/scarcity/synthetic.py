@@ -18,7 +18,6 @@ without them or with a test fold among them.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +35,6 @@ __all__ = [
     "plan_pool",
     "build_pool",
     "pool_primary_labels",
-    "pool_size_needed",
     "select_synthetic",
 ]
 
@@ -223,8 +221,3 @@ def pool_primary_labels(plan: GenerationPlan) -> np.ndarray:
     column = {name: i for i, name in enumerate(plan.classes)}
     return np.array([column[labels.split(LABEL_SEPARATOR)[0]] for labels in plan.jobs["labels"]], dtype=np.int64)
 
-
-def pool_size_needed(real_counts: np.ndarray, synthetic_per_real: float) -> int:
-    """The largest number of pool ECGs one class of a cell could want (to size ``pool_per_class``)."""
-    real_counts = np.asarray(real_counts)
-    return int(max(min(real_counts.max() - n, math.floor(synthetic_per_real * n)) for n in real_counts))
