@@ -43,6 +43,9 @@ class UNetConfig:
     time_hidden_dim: int = 128
     num_train_timesteps: int = 1000
     latent_length: int = 128
+    # Patient features enter as (value - mean) / std; the published model takes them raw.
+    patient_feature_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    patient_feature_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     patient_missing_indicators: bool = False  # published: False (age, sex and HR must be known)
     null_condition: bool = False  # True when trained with condition dropout: enables classifier-free guidance
 
@@ -230,7 +233,9 @@ class ConditionalUNet1D(PretrainedModelMixin, nn.Module):
             raise ValueError(f"text_embeds should have shape (batch, {cfg.text_embed_dim}), but got {tuple(text_embeds.shape)}.")
         if patient_features.shape != (text_embeds.shape[0], len(PATIENT_FEATURES)):
             raise ValueError(f"patient_features should have shape ({text_embeds.shape[0]}, 3) {PATIENT_FEATURES}, but got {tuple(patient_features.shape)}.")
-        patient_features = patient_features.to(text_embeds.dtype)
+        mean = torch.tensor(cfg.patient_feature_mean, dtype=text_embeds.dtype, device=text_embeds.device)
+        std = torch.tensor(cfg.patient_feature_std, dtype=text_embeds.dtype, device=text_embeds.device)
+        patient_features = (patient_features.to(text_embeds.dtype) - mean) / std
         missing = torch.isnan(patient_features)
         if drop_condition is not None:
             if not cfg.null_condition:

@@ -28,7 +28,8 @@ class VAEConfig:
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)  # one down block each; all but the last halve the length
     layers_per_block: int = 2  # residual blocks per encoder block (the decoder uses one more, as in Stable Diffusion)
     norm_num_groups: int = 32
-    scaling_factor: float = 0.18215  # latent = z * scaling_factor, so the diffusion model sees unit-scale latents
+    scaling_factor: float = 0.18215  # latent = (z - shift_factor) * scaling_factor: unit-scale latents for the UNet
+    shift_factor: tuple[float, ...] | None = None  # per latent channel; None (published) = no shift
     logvar_min: float = -30.0
     logvar_max: float = 20.0
     num_samples: int = 1024  # ECG length the model was built for (10 s at 102.4 Hz)
@@ -174,19 +175,23 @@ class Decoder(nn.Module):
 
 @dataclass
 class LatentDistribution:
-    """Diagonal Gaussian over unscaled latents; ``sample`` returns scaled latents."""
+    """Diagonal Gaussian over unscaled latents; ``sample`` and ``mode`` return normalised latents."""
 
     mean: torch.Tensor  # (B, latent_channels, latent_length)
     logvar: torch.Tensor
     scaling_factor: float
+    shift: torch.Tensor | None = None  # (latent_channels, 1) or None
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.shift if self.shift is not None else z) * self.scaling_factor
 
     def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:
             noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return (self.mean + torch.exp(0.5 * self.logvar) * noise) * self.scaling_factor
+        return self.normalise(self.mean + torch.exp(0.5 * self.logvar) * noise)
 
     def mode(self) -> torch.Tensor:
-        return self.mean * self.scaling_factor
+        return self.normalise(self.mean)
 
     def kl(self) -> torch.Tensor:
         """KL divergence to N(0, I), summed over latent dimensions: shape (B,)."""
@@ -210,11 +215,18 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         moments = self.encoder(x)
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
-        return LatentDistribution(mean, logvar, self.config.scaling_factor)
+        return LatentDistribution(mean, logvar, self.config.scaling_factor, self._shift(mean))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
-        return self.decoder(latents / self.config.scaling_factor)
+        """Normalised latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
+        z = latents / self.config.scaling_factor
+        shift = self._shift(z)
+        return self.decoder(z + shift if shift is not None else z)
+
+    def _shift(self, like: torch.Tensor) -> torch.Tensor | None:
+        if self.config.shift_factor is None:
+            return None
+        return torch.tensor(self.config.shift_factor, dtype=like.dtype, device=like.device)[:, None]
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, LatentDistribution]:
         """Reconstruct ``x`` through a sampled latent; returns the reconstruction and the posterior."""

@@ -447,7 +447,7 @@ def _model_description(pipe) -> dict:
         "unet_config": config_to_dict(pipe.unet.config),
         "text_encoder": pipe.info.get("text_encoder"),
         "text_encoder_name": getattr(pipe.text_encoder, "name", None),
-        "training_schedule": {key: schedule[key] for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule") if key in schedule},
+        "training_schedule": {key: schedule[key] for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type") if key in schedule},
     }
 
 

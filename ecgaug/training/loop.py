@@ -167,7 +167,7 @@ def train(
             step += 1
             bar.update(1)
             if log is not None and (step % config.log_every == 0 or step == config.max_steps):
-                record = {"step": step, "epoch": epoch, "loss": float(loss), "grad_norm": float(grad_norm),
+                record = {"step": step, "epoch": epoch, "loss": loss.item(), "grad_norm": grad_norm.item(),
                           "lr": lr_scheduler.get_last_lr()[0], "seconds": round(elapsed + time.monotonic() - started, 1), **metrics}
                 log.write(json.dumps(record) + "\n")
                 log.flush()

@@ -107,7 +107,8 @@ def _section_model(results: dict) -> list[str]:
         [
             ["VAE", _num(model["vae_parameters"]),
              f"channels {vae['block_out_channels']}, {vae['layers_per_block']} layer(s) per block, latent {latent}, "
-             f"scaling factor {_num(vae['scaling_factor'], 4)}"],
+             f"scaling factor {_num(vae['scaling_factor'], 4)}"
+             + (f", per-channel shift {[round(v, 3) for v in vae['shift_factor']]}" if vae.get("shift_factor") else "")],
             ["UNet", _num(model["unet_parameters"]),
              f"channels {unet['block_out_channels']}, kernel {unet['kernel_size']}, {unet['num_heads']} attention heads, "
              f"text embedding {unet['text_embed_dim']}-d, classifier-free guidance {'yes' if unet['null_condition'] else 'no'}, "
@@ -115,7 +116,8 @@ def _section_model(results: dict) -> list[str]:
             ["Text encoder", "not counted (frozen)", encoder],
             ["Noise schedule", "–",
              f"DDPM, {schedule.get('num_train_timesteps', 'n/a')} steps, {schedule.get('beta_schedule', 'n/a')} betas "
-             f"{schedule.get('beta_start', 'n/a')} → {schedule.get('beta_end', 'n/a')}; default sampler DPM-Solver++ 25 steps"],
+             f"{schedule.get('beta_start', 'n/a')} → {schedule.get('beta_end', 'n/a')}, {schedule.get('prediction_type', 'epsilon')} "
+             "prediction; default sampler DPM-Solver++ 25 steps"],
         ],
     )
     return lines + [""]

@@ -1,8 +1,9 @@
 """The two DiffuSETS training stages and the model sizes they train.
 
 1. :func:`train_vae`: reconstruction (MSE, mV²) plus a small KL term. Afterwards the latent
-   ``scaling_factor`` is set to 1 / std of the training latents, so the UNet sees unit-scale latents.
-2. :func:`train_unet`: epsilon prediction under the published DDPM noise schedule, on VAE latents
+   latents are normalised (``shift_factor`` = per-channel mean, ``scaling_factor`` = 1 / std), so the
+   UNet sees centred, unit-scale latents.
+2. :func:`train_unet`: v-prediction under the published DDPM noise schedule, on VAE latents
    precomputed once, with condition dropout (classifier-free guidance) and per-feature dropout of
    age/sex/heart rate (so "unknown" is learned, never invented).
 """
@@ -21,25 +22,35 @@ from ecgaug.training.loop import TrainingConfig, train
 
 __all__ = ["MODEL_SIZES", "train_vae", "encode_latents", "train_unet", "embed_reports", "scheduler_for_trained_models"]
 
+# Typical adult values (sex_is_male, age in years, heart rate in bpm): inputs of unit scale for our models.
+PATIENT_MEAN = (0.5, 60.0, 75.0)
+PATIENT_STD = (0.5, 17.0, 20.0)
+
 # name -> (VAE config, UNet config without text_embed_dim)
 MODEL_SIZES = {
     "published": (VAEConfig(), UNetConfig()),
     "lite": (
         VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8),
         UNetConfig(block_out_channels=(16, 32, 64, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=32,
-                   bottleneck_num_heads=4, patient_missing_indicators=True, null_condition=True),
+                   bottleneck_num_heads=4, patient_feature_mean=PATIENT_MEAN, patient_feature_std=PATIENT_STD,
+                   patient_missing_indicators=True, null_condition=True),
     ),
     "tiny": (  # for tests and smoke runs
         VAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4),
         UNetConfig(block_out_channels=(8, 16), kernel_size=3, num_heads=2, bottleneck_attention_dim=8, bottleneck_num_heads=2,
-                   time_hidden_dim=16, patient_missing_indicators=True, null_condition=True),
+                   time_hidden_dim=16, patient_feature_mean=PATIENT_MEAN, patient_feature_std=PATIENT_STD,
+                   patient_missing_indicators=True, null_condition=True),
     ),
 }
 
 
 def scheduler_for_trained_models():
-    """Our models' DDPM schedule: the published betas, without clipping the predicted latent."""
-    return published_ddpm_scheduler(clip_sample=False)
+    """Our models' DDPM schedule: the published betas, v-prediction, no clipping of the predicted latent.
+
+    v-prediction keeps the target well scaled at high noise, where an epsilon-predicting model's
+    small errors are amplified into the predicted latent (our short CPU trainings diverged there).
+    """
+    return published_ddpm_scheduler(clip_sample=False, prediction_type="v_prediction")
 
 
 def _seeded(seed: int, cls, config):
@@ -62,33 +73,31 @@ def train_vae(data: ConditionedECGs, vae_config: VAEConfig, config: TrainingConf
         return mse + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
 
     model, summary = train(model, {"signal": data.signals}, loss_fn, config, describe="VAE")
-    scale = calibrate_scaling_factor(model, data.signals)
-    model = _with_scaling_factor(model, scale)
-    summary["scaling_factor"] = scale
+    model = calibrate_latents(model, data.signals)
+    summary.update(scaling_factor=model.config.scaling_factor, shift_factor=list(model.config.shift_factor))
     return model, summary
 
 
-def calibrate_scaling_factor(vae: ECGVAE, signals: torch.Tensor, max_records: int = 2048) -> float:
+def calibrate_latents(vae: ECGVAE, signals: torch.Tensor, max_records: int = 4096) -> ECGVAE:
+    """The same VAE with ``shift_factor`` = per-channel latent mean and ``scaling_factor`` = 1 / std after the shift."""
     device = next(vae.parameters()).device
     with torch.no_grad():
         means = torch.cat([vae.encode(signals[i:i + 256].to(device)).mean.cpu() for i in range(0, min(len(signals), max_records), 256)])
-    return float(1.0 / means.std())
-
-
-def _with_scaling_factor(vae: ECGVAE, scale: float) -> ECGVAE:
-    new = ECGVAE(dataclasses.replace(vae.config, scaling_factor=scale))
+    shift = means.mean(dim=(0, 2))
+    scale = float(1.0 / (means - shift[:, None]).std())
+    new = ECGVAE(dataclasses.replace(vae.config, scaling_factor=scale, shift_factor=tuple(shift.tolist())))
     new.load_state_dict(vae.state_dict())
     return new.eval()
 
 
 @torch.no_grad()
 def encode_latents(vae: ECGVAE, signals: torch.Tensor, batch_size: int = 256, show_progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled posterior means and standard deviations ``(N, 4, 128)`` of every record, computed once."""
+    """Normalised posterior means and standard deviations ``(N, 4, 128)`` of every record, computed once."""
     device = next(vae.parameters()).device
     means, stds = [], []
     for start in tqdm(range(0, len(signals), batch_size), desc="encoding latents", disable=not show_progress):
         posterior = vae.encode(signals[start:start + batch_size].to(device))
-        means.append((posterior.mean * vae.config.scaling_factor).cpu())
+        means.append(posterior.mode().cpu())
         stds.append((torch.exp(0.5 * posterior.logvar) * vae.config.scaling_factor).cpu())
     return torch.cat(means), torch.cat(stds)
 
@@ -137,7 +146,8 @@ def train_unet(
         patient = batch["patient"].masked_fill(draw(b, 3) < patient_feature_dropout, float("nan"))
         drop = draw(b) < condition_dropout if condition_dropout > 0 else None
         pred = unet(noisy, t, embeds, patient, drop_condition=drop)
-        loss = F.mse_loss(pred.float(), noise)
+        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, t)
+        loss = F.mse_loss(pred.float(), target)
         return loss, {}
 
     tensors = {"latent_mean": mean, "latent_std": std, "text_index": text_index, "patient": data.patient}
