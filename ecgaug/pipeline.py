@@ -285,7 +285,7 @@ class DiffuSETSPipeline:
             generator: one ``torch.Generator``, or a list with one per output ECG (results then do not depend on batching).
             lead_order: ``"ptbxl"`` (I, II, III, aVR, aVL, aVF, V1–V6), ``"model"`` (aVF before aVL) or a lead list.
             sampling_rate: of the returned 10 s ECGs: 100 → 1000 samples, 500 → 5000, 102.4 → 1024 (native).
-            batch_size: ECGs per forward pass (default: all at once on GPU, 64 on CPU).
+            batch_size: ECGs per forward pass (default: 1024 on GPU, 64 on CPU).
         """
         num_conditions = self.check_inputs(reports, prompt_embeds, guidance_scale, num_samples)
         total = num_conditions * num_samples
@@ -305,7 +305,7 @@ class DiffuSETSPipeline:
         features = features.repeat_interleave(num_samples, dim=0)
 
         device = self.device
-        batch_size = batch_size or (total if device.type == "cuda" else 64)
+        batch_size = batch_size or (1024 if device.type == "cuda" else 64)
         steps = num_inference_steps or DEFAULT_NUM_INFERENCE_STEPS.get(self.sampler_name, 50)
         ecgs, all_latents = [], []
         starts = range(0, total, batch_size)
