@@ -86,6 +86,9 @@ def main() -> None:
         fast_bf16 = time_pipeline(pipe, "dpmsolver++", args.fast_steps, args.batch_size, args.repeats)
         print(f"dpmsolver++ x{args.fast_steps}, bfloat16 decoding: {fast_bf16:.3f} s/ECG "
               f"(decoding {component_costs(pipe, args.batch_size)[1] * 1000:.1f} ms/ECG)")
+        slow_bf16 = time_pipeline(pipe, "ddpm", args.ddpm_steps, args.batch_size, 1)
+        print(f"ddpm x{args.ddpm_steps}, bfloat16 decoding: {slow_bf16:.3f} s/ECG")
+        print(f"speedup with bfloat16 decoding: {slow_bf16 / fast_bf16:.1f}")
         pipe.cpu_decode_dtype = torch.float32
     fast = time_pipeline(pipe, "dpmsolver++", args.fast_steps, args.batch_size, args.repeats)
     print(f"dpmsolver++ x{args.fast_steps}: {fast:.3f} s/ECG")

@@ -105,7 +105,7 @@ class DiffuSETSPipeline:
         self.model_id = model_id
         self.info = info or {}
         # Decoding is one pass (no error accumulation), so on CPUs with bf16 matrix units (AMX) it can
-        # run in bfloat16 for ~2.5x speed at ~1-2% relative RMS error; the denoising loop stays float32.
+        # run in bfloat16 for ~2.5x speed at ~2% relative RMS error; the denoising loop stays float32.
         self.cpu_decode_dtype: torch.dtype = torch.float32
 
     # ------------------------------------------------------------------ loading and saving
