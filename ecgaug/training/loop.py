@@ -171,7 +171,7 @@ def train(
                           "lr": lr_scheduler.get_last_lr()[0], "seconds": round(elapsed + time.monotonic() - started, 1), **metrics}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
             out_of_time = config.max_minutes is not None and (time.monotonic() - started) / 60 >= config.max_minutes
             if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
                 save_checkpoint()
