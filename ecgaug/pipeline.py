@@ -43,6 +43,16 @@ class DiffuSETSPipelineOutput:
     latents: torch.Tensor  # (num_ecgs, 4, 128) denoised latents
 
 
+def _weights_digest(*paths: Path) -> str:
+    """Short SHA-256 over weight files: the part of a model id that changes when the weights do."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:10]
+
+
 def _per_row(value, n: int, name: str) -> list:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
@@ -145,10 +155,7 @@ class DiffuSETSPipeline:
 
             spec = dict(index["text_encoder"])
             text_encoder = get_text_encoder(spec.pop("type"), cache_dir=text_cache_dir, **spec)
-        digest = hashlib.sha256()
-        for part in ("vae", "unet"):
-            digest.update((root / part / WEIGHTS_NAME).read_bytes())
-        model_id = f"{index.get('name', root.name)}-{digest.hexdigest()[:10]}"
+        model_id = f"{index.get('name', root.name)}-{_weights_digest(root / 'vae' / WEIGHTS_NAME, root / 'unet' / WEIGHTS_NAME)}"
         pipe = cls(vae, unet, make_scheduler(scheduler, training_config), text_encoder,
                    training_scheduler_config=training_config, model_id=model_id, info=index)
         return pipe.to(device) if device is not None else pipe
@@ -179,14 +186,9 @@ class DiffuSETSPipeline:
 
             text_encoder = get_text_encoder("openai", model="text-embedding-ada-002", cache_dir=text_cache_dir)
         training_config = published_ddpm_scheduler().config
-        digest = hashlib.sha256()
-        for name in ("vae_model.pth", "unet_all.pth"):
-            with open(folder / name, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 24), b""):
-                    digest.update(chunk)
         info = {"name": "diffusets-published", "source": "Laiyf/DiffuSETS", "text_encoder": {"type": "openai", "model": "text-embedding-ada-002"}}
         pipe = cls(vae, unet, make_scheduler(scheduler, training_config), text_encoder,
-                   training_scheduler_config=training_config, model_id=f"diffusets-published-{digest.hexdigest()[:10]}", info=info)
+                   training_scheduler_config=training_config, model_id=f"diffusets-published-{_weights_digest(folder / 'vae_model.pth', folder / 'unet_all.pth')}", info=info)
         return pipe.to(device) if device is not None else pipe
 
     def save_pretrained(self, directory: str | os.PathLike, *, text_encoder_spec: dict | None = None, extra: dict | None = None) -> Path:

@@ -5,8 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-LEADS_WFDB = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "ecgs.npy", ecgs.astype(np.float32))
     leads = resolve_lead_order(args.lead_order)
-    wfdb_names = [LEADS_WFDB[("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6").index(lead)] for lead in leads]
+    wfdb_names = [lead.upper() for lead in leads]  # WFDB's (and PTB-XL's) spelling: AVR, AVL, AVF
     for i, ecg in enumerate(ecgs):
         name = f"ecg_{i:04d}"
         wfdb.wrsamp(name, fs=args.sampling_rate, units=["mV"] * 12, sig_name=wfdb_names, p_signal=ecg.T.astype(np.float64),

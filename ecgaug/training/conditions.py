@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecgaug.pipeline import patient_features
 from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
 
 __all__ = ["ConditionedECGs", "from_ptbxl", "from_dataset"]
@@ -29,10 +30,6 @@ class ConditionedECGs:
 
     def __len__(self) -> int:
         return len(self.signals)
-
-
-def _sex_value(sex) -> float:
-    return {"M": 1.0, "F": 0.0}.get(sex, float("nan"))
 
 
 def from_ptbxl(
@@ -62,11 +59,7 @@ def from_ptbxl(
         variants = [templater.report(codes)] + [templater.report(codes, rng=rng) for _ in range(num_report_variants - 1)]
         reports.append(variants)
     heart_rates = dataset.heart_rates() if heart_rate else np.full(len(dataset), np.nan)
-    patient = torch.tensor(np.stack([
-        dataset.metadata["sex"].map(_sex_value).to_numpy(dtype=np.float64),
-        dataset.metadata["age"].to_numpy(dtype=np.float64),
-        heart_rates.astype(np.float64),
-    ], axis=1), dtype=torch.float32)
+    patient = patient_features(dataset.metadata["sex"].tolist(), dataset.metadata["age"].tolist(), heart_rates.tolist())
     raw = torch.stack([dataset[i][0] for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress)])
     signals = torch.cat([convert_ecg(chunk, source_leads="ptbxl", target_leads="model", num_samples=MODEL_NUM_SAMPLES)
                          for chunk in raw.split(1024)])
@@ -75,7 +68,7 @@ def from_ptbxl(
 
 def from_dataset(dataset, *, lead_order: str | Sequence[str], show_progress: bool = True) -> ConditionedECGs:
     """Any dataset whose items are dicts with ``signal`` ``(12, L)`` (10 s), ``report``, ``age``, ``sex``, ``heart_rate``."""
-    signals, reports, rows = [], [], []
+    signals, reports, sexes, ages, heart_rates = [], [], [], [], []
     for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress):
         item = dataset[i]
         missing = {"signal", "report", "age", "sex", "heart_rate"} - set(item)
@@ -85,7 +78,8 @@ def from_dataset(dataset, *, lead_order: str | Sequence[str], show_progress: boo
                                    target_leads="model", num_samples=MODEL_NUM_SAMPLES))
         report = item["report"]
         reports.append([report] if isinstance(report, str) else list(report))
-        age = np.nan if item["age"] is None else float(item["age"])
-        hr = np.nan if item["heart_rate"] is None else float(item["heart_rate"])
-        rows.append([_sex_value(item["sex"]), age, hr])
-    return ConditionedECGs(torch.stack(signals).nan_to_num(0.0), reports, torch.tensor(rows, dtype=torch.float32), list(range(len(signals))))
+        sexes.append(item["sex"])
+        ages.append(item["age"])
+        heart_rates.append(item["heart_rate"])
+    patient = patient_features(sexes, ages, heart_rates)
+    return ConditionedECGs(torch.stack(signals).nan_to_num(0.0), reports, patient, list(range(len(signals))))

@@ -66,7 +66,8 @@ def train_vae(data: ConditionedECGs, vae_config: VAEConfig, config: TrainingConf
 
     def loss_fn(vae, batch, generator):
         x = batch["signal"]
-        noise = torch.randn((x.shape[0], vae_config.latent_channels, x.shape[-1] // 8), generator=generator).to(x.device)
+        latent_length = x.shape[-1] // 2 ** (len(vae_config.block_out_channels) - 1)
+        noise = torch.randn((x.shape[0], vae_config.latent_channels, latent_length), generator=generator).to(x.device)
         recon, posterior = vae(x, noise=noise)
         mse = F.mse_loss(recon.float(), x)
         kl = posterior.kl().mean() / x[0].numel()  # per signal value, like the MSE
