@@ -15,6 +15,9 @@ import torch
 PTBXL_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 LEAD_ORDERS = {"ptbxl": PTBXL_LEADS, "mimic": MIMIC_LEADS, "model": MIMIC_LEADS}
+MODEL_LEADS = MIMIC_LEADS
+# I and II fix the other four limb leads exactly; the precordial leads are independent of them.
+INDEPENDENT_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 
 MODEL_NUM_SAMPLES = 1024
 RECORD_SECONDS = 10.0
@@ -83,3 +86,31 @@ def convert_ecg(x, *, source_leads="model", target_leads="ptbxl", num_samples: i
     if num_samples is not None:
         x = resample(x, num_samples, dim=-1)
     return x
+
+
+def derive_limb_leads(x, *, source_leads: Sequence[str] = INDEPENDENT_LEADS, target_leads: str | Sequence[str] = "model"):
+    """Expand ECGs ``(..., len(source_leads), L)`` holding I and II to ``target_leads``, computing
+    III = II − I, aVR = −(I + II) / 2, aVL = I − II / 2 and aVF = II − I / 2."""
+    source = tuple(source_leads)
+    if "I" not in source or "II" not in source:
+        raise ValueError(f"Deriving the limb leads needs leads I and II, but the signal has {source}.")
+    lead_i, lead_ii = x[..., source.index("I"), :], x[..., source.index("II"), :]
+    derived = {"III": lead_ii - lead_i, "aVR": -(lead_i + lead_ii) / 2, "aVL": lead_i - lead_ii / 2, "aVF": lead_ii - lead_i / 2}
+    rows = []
+    for lead in resolve_lead_order(target_leads):
+        if lead in derived:  # derived even where the source has the lead, so the relations hold exactly
+            rows.append(derived[lead])
+        elif lead in source:
+            rows.append(x[..., source.index(lead), :])
+        else:
+            raise ValueError(f"Cannot produce lead {lead} from leads {source}.")
+    stack = torch.stack if isinstance(x, torch.Tensor) else np.stack
+    return stack(rows, -2)
+
+
+def limb_lead_residual(x, lead_order: str | Sequence[str] = "model"):
+    """Per-ECG RMS (mV) of how far ``(..., 12, L)`` ECGs break Einthoven's and Goldberger's relations."""
+    leads = resolve_lead_order(lead_order)
+    residual = x - derive_limb_leads(x, source_leads=leads, target_leads=leads)  # zero outside III, aVR, aVL, aVF
+    rms = (residual ** 2).sum(-1).sum(-1) / (4 * x.shape[-1])
+    return rms ** 0.5

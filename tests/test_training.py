@@ -24,7 +24,8 @@ def ptbxl_root(tmp_path_factory):
 
 def vae_args(root, out, **overrides):
     args = dict(ptbxl=root, folds=parse_folds("1-8"), output_dir=out, max_steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1,
-                max_minutes=None, checkpoint_every=2, seed=0, device="cpu", size="tiny", kl_weight=1e-4)
+                max_minutes=None, checkpoint_every=2, seed=0, device="cpu", size="tiny", kl_weight=1e-4, mixed_precision="no",
+                init_from=None)
     return argparse.Namespace(**{**args, **overrides})
 
 
@@ -54,6 +55,32 @@ def test_killed_vae_run_resumes_to_the_same_weights(ptbxl_root, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_warm_start_takes_the_given_weights_when_there_is_no_checkpoint(ptbxl_root, tmp_path):
+    run_vae(vae_args(ptbxl_root, tmp_path / "first"))
+    first = load_file(tmp_path / "first" / "vae" / "model.safetensors")
+    # a near-zero learning rate: after one step the weights are still the ones it started from
+    run_vae(vae_args(ptbxl_root, tmp_path / "warm", init_from=tmp_path / "first" / "vae", learning_rate=1e-12, max_minutes=0.0))
+    run_vae(vae_args(ptbxl_root, tmp_path / "cold", learning_rate=1e-12, max_minutes=0.0))
+    warm = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=True)["model"]
+    cold = torch.load(tmp_path / "cold" / "checkpoint.pt", weights_only=True)["model"]
+    key = "decoder.conv_out.weight"
+    torch.testing.assert_close(warm[key], first[key], rtol=0, atol=1e-6)
+    assert not torch.allclose(cold[key], first[key], atol=1e-3)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        run_vae(vae_args(ptbxl_root, tmp_path / "bad", init_from=tmp_path / "nowhere"))
+
+
+def test_bf16_autocast_trains_on_the_cpu(ptbxl_root, tmp_path):
+    from ecgaug.training.loop import TrainingConfig, use_bf16
+
+    assert use_bf16("bf16", torch.device("cpu")) and not use_bf16("no", torch.device("cuda"))
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainingConfig(output_dir=str(tmp_path), mixed_precision="fp8")
+    run_vae(vae_args(ptbxl_root, tmp_path / "bf16", mixed_precision="bf16"))
+    weights = load_file(tmp_path / "bf16" / "vae" / "model.safetensors")
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in weights.values())
 
 
 def test_unet_stage_writes_a_loadable_model(ptbxl_root, tmp_path):

@@ -30,6 +30,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint_every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--mixed_precision", default="auto", choices=["auto", "bf16", "no"],
+                        help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, float32 elsewhere")
+    parser.add_argument("--init_from", type=Path, default=None,
+                        help="model folder whose weights start the run when OUTPUT_DIR holds no checkpoint (warm start)")
+
+
+_SIZES = ["base", "lite", "published", "tiny"]  # the keys of ecgaug.training.stages.MODEL_SIZES
 
 
 def register(subparsers) -> None:
@@ -39,7 +46,7 @@ def register(subparsers) -> None:
 
     vae = stages.add_parser("vae", help="train the ECG autoencoder", description="Stage 1: train the VAE; writes OUTPUT_DIR/vae.")
     _common(vae)
-    vae.add_argument("--size", default="lite", choices=["lite", "published", "tiny"], help="model size (default lite: CPU-trainable)")
+    vae.add_argument("--size", default="base", choices=_SIZES, help="model size (default base: CPU-trainable, limb leads derived)")
     vae.add_argument("--kl_weight", type=float, default=1e-4)
     vae.set_defaults(func=run_vae)
 
@@ -47,7 +54,7 @@ def register(subparsers) -> None:
                              description="Stage 2: train the UNet on latents of a trained VAE; writes a complete model folder OUTPUT_DIR/pipeline.")
     _common(unet)
     unet.add_argument("--vae", required=True, type=Path, help="folder written by `ecgaug train vae` (its vae/ subfolder is used)")
-    unet.add_argument("--size", default="lite", choices=["lite", "published", "tiny"])
+    unet.add_argument("--size", default="base", choices=_SIZES)
     unet.add_argument("--text_encoder", default="minilm", choices=["minilm", "openai"], help="report embedding (default: local MiniLM)")
     unet.add_argument("--text_cache_dir", type=Path, default=None, help="cache embeddings here (default OUTPUT_DIR/text_cache)")
     unet.add_argument("--condition_dropout", type=float, default=0.1, help="enables classifier-free guidance")
@@ -62,7 +69,8 @@ def _training_config(args):
 
     return TrainingConfig(output_dir=str(args.output_dir), max_steps=args.max_steps, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, max_minutes=args.max_minutes,
-                          checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
+                          checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+                          mixed_precision=args.mixed_precision, init_from=str(args.init_from) if args.init_from else None)
 
 
 def _write_summary(path: Path, summary: dict) -> None:

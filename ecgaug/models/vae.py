@@ -7,6 +7,11 @@ are converted by :mod:`ecgaug.models.convert`.
 
 Shapes (published configuration): ECG ``(B, 12, 1024)`` → latent ``(B, 4, 128)`` → ECG.
 Leads are in the model's (MIMIC-IV-ECG) order; see :mod:`ecgaug.signal`.
+
+With ``derive_limb_leads=True`` the networks see only the eight independent leads (I, II, V1–V6):
+``encode`` takes 12-lead ECGs and drops III, aVR, aVL and aVF, and ``decode`` returns 12 leads
+with those four computed exactly from I and II (Einthoven's and Goldberger's relations), as
+every real ECG satisfies them.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgaug.models.modeling_utils import PretrainedModelMixin
+from ecgaug.signal import INDEPENDENT_LEADS, MODEL_LEADS, derive_limb_leads
 
 __all__ = ["VAEConfig", "ECGVAE", "LatentDistribution"]
 
@@ -33,6 +39,7 @@ class VAEConfig:
     logvar_min: float = -30.0
     logvar_max: float = 20.0
     num_samples: int = 1024  # ECG length the model was built for (10 s at 102.4 Hz)
+    derive_limb_leads: bool = False  # True: the networks see I, II, V1-V6 (in_channels 8); III, aVR, aVL, aVF are derived
 
     @property
     def latent_length(self) -> int:
@@ -206,12 +213,20 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config or VAEConfig()
-        _check_groups(self.config)
+        _check_config(self.config)
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
+        self.register_buffer("_independent", torch.tensor([MODEL_LEADS.index(lead) for lead in INDEPENDENT_LEADS]), persistent=False)
+
+    @property
+    def num_leads(self) -> int:
+        """Leads of the ECGs ``encode`` takes and ``decode`` returns (12 when limb leads are derived)."""
+        return 12 if self.config.derive_limb_leads else self.config.in_channels
 
     def encode(self, x: torch.Tensor) -> LatentDistribution:
         self._check_length(x)
+        if self.config.derive_limb_leads:
+            x = x.index_select(1, self._independent)
         moments = self.encoder(x)
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
@@ -221,7 +236,8 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         """Normalised latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
         z = latents / self.config.scaling_factor
         shift = self._shift(z)
-        return self.decoder(z + shift if shift is not None else z)
+        ecgs = self.decoder(z + shift if shift is not None else z)
+        return derive_limb_leads(ecgs, source_leads=INDEPENDENT_LEADS, target_leads=MODEL_LEADS) if self.config.derive_limb_leads else ecgs
 
     def _shift(self, like: torch.Tensor) -> torch.Tensor | None:
         if self.config.shift_factor is None:
@@ -234,16 +250,18 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         return self.decode(posterior.sample(generator, noise)), posterior
 
     def _check_length(self, x: torch.Tensor) -> None:
-        if x.ndim != 3 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"ECGVAE expects ECGs of shape (batch, {self.config.in_channels}, length), but got {tuple(x.shape)}.")
+        if x.ndim != 3 or x.shape[1] != self.num_leads:
+            raise ValueError(f"ECGVAE expects ECGs of shape (batch, {self.num_leads}, length), but got {tuple(x.shape)}.")
         factor = 2 ** (len(self.config.block_out_channels) - 1)
         if x.shape[-1] % factor:
             raise ValueError(f"ECG length should be a multiple of {factor}, but got {x.shape[-1]}; resample to {self.config.num_samples}.")
 
 
-def _check_groups(config: VAEConfig) -> None:
+def _check_config(config: VAEConfig) -> None:
     bad = [c for c in config.block_out_channels if c % config.norm_num_groups]
     if bad:
         raise ValueError(f"block_out_channels {bad} are not divisible by norm_num_groups={config.norm_num_groups}.")
+    if config.derive_limb_leads and config.in_channels != len(INDEPENDENT_LEADS):
+        raise ValueError(f"derive_limb_leads=True needs in_channels={len(INDEPENDENT_LEADS)} ({', '.join(INDEPENDENT_LEADS)}), but got {config.in_channels}.")
 
 

@@ -1,9 +1,10 @@
 """Training data for DiffuSETS: 12-lead ECGs with their report, age, sex and heart rate.
 
 Any source becomes a :class:`ConditionedECGs` (in-memory tensors, model format: 12 leads in
-the model's order, 1024 samples). :func:`from_ptbxl` builds one from PTB-XL: reports templated
-from each record's SCP codes (the templating the augmentation plugin uses), age and sex from
-the database, heart rate measured from the signal with wfdb's QRS detector (cached). Unknown
+the model's order, 1024 samples). :func:`from_ptbxl` builds one from PTB-XL with
+:func:`ecgaug.data.conditions.record_condition`: reports templated from each record's SCP codes
+(the templating the augmentation plugin uses), age and sex from the database, heart rate measured
+from the signal (:mod:`ecgaug.data.heart_rate`, cached). Unknown
 values stay NaN; the UNet learns an explicit "unknown" for them.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecgaug.data.conditions import record_condition
 from ecgaug.pipeline import patient_features
 from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
 
@@ -54,12 +56,11 @@ def from_ptbxl(
     dataset = PTBXL(root, folds=tuple(folds), sampling_rate=sampling_rate, task="all")
     templater = ReportTemplater.from_ptbxl(root)
     rng = np.random.default_rng(seed)
-    reports = []
-    for codes in dataset.metadata["scp_codes"]:
-        variants = [templater.report(codes)] + [templater.report(codes, rng=rng) for _ in range(num_report_variants - 1)]
-        reports.append(variants)
     heart_rates = dataset.heart_rates() if heart_rate else np.full(len(dataset), np.nan)
-    patient = patient_features(dataset.metadata["sex"].tolist(), dataset.metadata["age"].tolist(), heart_rates.tolist())
+    conditions = [record_condition(record, rate, templater, num_report_variants=num_report_variants, rng=rng)
+                  for (_, record), rate in zip(dataset.metadata.iterrows(), heart_rates)]
+    reports = [list(c.reports) for c in conditions]
+    patient = patient_features([c.sex for c in conditions], [c.age for c in conditions], [c.heart_rate for c in conditions])
     raw = torch.stack([dataset[i][0] for i in tqdm(range(len(dataset)), desc="loading ECGs", disable=not show_progress)])
     signals = torch.cat([convert_ecg(chunk, source_leads="ptbxl", target_leads="model", num_samples=MODEL_NUM_SAMPLES)
                          for chunk in raw.split(1024)])

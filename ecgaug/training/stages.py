@@ -29,6 +29,13 @@ PATIENT_STD = (0.5, 17.0, 20.0)
 # name -> (VAE config, UNet config without text_embed_dim)
 MODEL_SIZES = {
     "published": (VAEConfig(), UNetConfig()),
+    "base": (  # eight independent leads, limb leads derived; 8 x 128 latent
+        VAEConfig(in_channels=8, latent_channels=8, block_out_channels=(32, 64, 128, 128), layers_per_block=1,
+                  norm_num_groups=16, derive_limb_leads=True),
+        UNetConfig(in_channels=8, block_out_channels=(24, 48, 96, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=64,
+                   bottleneck_num_heads=4, patient_feature_mean=PATIENT_MEAN, patient_feature_std=PATIENT_STD,
+                   patient_missing_indicators=True, null_condition=True),
+    ),
     "lite": (
         VAEConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8),
         UNetConfig(block_out_channels=(16, 32, 64, 128), kernel_size=5, num_heads=4, bottleneck_attention_dim=32,
@@ -126,8 +133,8 @@ def train_unet(
     patient_feature_dropout: float = 0.1,
 ) -> tuple[ConditionalUNet1D, dict]:
     """Train the conditional UNet to predict the noise added to VAE latents."""
-    unet_config = dataclasses.replace(unet_config, text_embed_dim=text_encoder.embedding_dim,
-                                      null_condition=condition_dropout > 0 or unet_config.null_condition)
+    unet_config = dataclasses.replace(unet_config, text_embed_dim=text_encoder.embedding_dim, in_channels=vae.config.latent_channels,
+                                      latent_length=vae.config.latent_length, null_condition=condition_dropout > 0 or unet_config.null_condition)
     if (data.patient.isnan().any() or patient_feature_dropout > 0) and not unet_config.patient_missing_indicators:
         raise ValueError("Some age/sex/heart-rate values are unknown (or feature dropout is on), so the UNet needs patient_missing_indicators=True.")
     mean, std = encode_latents(vae, data.signals)

