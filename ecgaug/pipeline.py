@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from ecgaug.models import ECGVAE, ConditionalUNet1D
 from ecgaug.models.modeling_utils import WEIGHTS_NAME
-from ecgaug.schedulers import DEFAULT_NUM_INFERENCE_STEPS, make_scheduler, published_ddpm_scheduler
-from ecgaug.signal import MODEL_NUM_SAMPLES, RECORD_SECONDS, convert_ecg
+from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
+from ecgaug.settings import GenerationSettings, check_age, check_heart_rate, check_positive_int
+from ecgaug.signal import MODEL_LEADS, MODEL_NUM_SAMPLES, convert_ecg, resolve_lead_order
 
 __all__ = ["DiffuSETSPipeline", "DiffuSETSPipelineOutput", "PRETRAINED_DIR", "list_pretrained"]
 
@@ -78,6 +79,20 @@ def patient_features(sex: Sequence, age: Sequence, heart_rate: Sequence) -> torc
     """``(B, 3)`` float32: sex_is_male, age in years, heart rate in bpm (NaN = unknown)."""
     rows = [[_sex_to_float(s), np.nan if a is None else float(a), np.nan if h is None else float(h)] for s, a, h in zip(sex, age, heart_rate)]
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 3)
+
+
+def _text_encoder(default_spec: dict, override, cache_dir):
+    """An encoder instance as given, or built from the model's spec with ``override`` options merged in.
+
+    An override naming another ``"type"`` replaces the spec instead of merging into it.
+    """
+    if override is not None and not isinstance(override, dict):
+        return override  # an encoder instance
+    override = dict(override or {})
+    spec = override if override.get("type", default_spec["type"]) != default_spec["type"] else {**default_spec, **override}
+    from ecgaug.text.encoders import get_text_encoder
+
+    return get_text_encoder(spec.pop("type"), cache_dir=cache_dir, **spec)
 
 
 class DiffuSETSPipeline:
@@ -134,7 +149,8 @@ class DiffuSETSPipeline:
         Args:
             name_or_path: one of :func:`list_pretrained` or a folder with ``model_index.json``.
             scheduler: ``"dpmsolver++"`` (default), ``"ddim"``, ``"ddpm"`` or a diffusers scheduler.
-            text_encoder: overrides the encoder named in ``model_index.json``.
+            text_encoder: an encoder instance, or a dict of options merged onto the encoder named in
+                ``model_index.json`` (one with another ``"type"`` replaces it).
             text_cache_dir: where embeddings are cached on disk (default: none).
         """
         root = Path(name_or_path)
@@ -150,11 +166,7 @@ class DiffuSETSPipeline:
         vae = ECGVAE.from_pretrained(root / "vae")
         unet = ConditionalUNet1D.from_pretrained(root / "unet")
         training_config = DDPMScheduler.from_config(json.loads((root / "scheduler" / "scheduler_config.json").read_text())).config
-        if text_encoder is None:
-            from ecgaug.text.encoders import get_text_encoder
-
-            spec = dict(index["text_encoder"])
-            text_encoder = get_text_encoder(spec.pop("type"), cache_dir=text_cache_dir, **spec)
+        text_encoder = _text_encoder(index["text_encoder"], text_encoder, text_cache_dir)
         model_id = f"{index.get('name', root.name)}-{_weights_digest(root / 'vae' / WEIGHTS_NAME, root / 'unet' / WEIGHTS_NAME)}"
         pipe = cls(vae, unet, make_scheduler(scheduler, training_config), text_encoder,
                    training_scheduler_config=training_config, model_id=model_id, info=index)
@@ -163,33 +175,55 @@ class DiffuSETSPipeline:
     @classmethod
     def from_upstream(
         cls,
-        folder: str | os.PathLike,
+        source: str | os.PathLike = "Laiyf/DiffuSETS",
         *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
         scheduler: str | SchedulerMixin = "dpmsolver++",
         text_encoder=None,
         text_cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
     ) -> "DiffuSETSPipeline":
-        """Load DiffuSETS' published ``vae_model.pth`` and ``unet_all.pth`` from ``folder``.
+        """Load DiffuSETS' published ``vae_model.pth`` and ``unet_all.pth``.
 
-        Download them first, e.g. ``huggingface-cli download Laiyf/DiffuSETS --local-dir DIR``.
-        The text encoder defaults to OpenAI ``text-embedding-ada-002`` (needs ``OPENAI_API_KEY``);
-        pass ``TableTextEncoder(DIR / "ptbxl_text_embed.csv")`` to use the published embeddings.
+        Args:
+            source: the Hugging Face repo id (default ``"Laiyf/DiffuSETS"``; files are downloaded
+                into the hub cache once) or a folder holding the two files.
+            revision: with a repo id: branch, tag or commit hash to pin (default ``"main"``).
+            cache_dir: with a repo id: hub cache folder (default: ``HF_HOME``'s).
+            local_files_only: with a repo id: only the cache, no network (as ``HF_HUB_OFFLINE=1``).
+            text_encoder: an encoder instance or options as in :meth:`from_pretrained`. Default:
+                OpenAI ``text-embedding-ada-002`` (needs ``OPENAI_API_KEY``); ``{"type": "table"}``
+                looks the published embeddings up in ``source``'s ``ptbxl_text_embed.csv``.
         """
-        from ecgaug.models.convert import load_upstream_unet, load_upstream_vae
+        from ecgaug.models.convert import UPSTREAM_TEXT_TABLE, load_upstream_unet, load_upstream_vae, upstream_file
 
-        folder = Path(folder)
-        vae = load_upstream_vae(folder / "vae_model.pth")
-        unet = load_upstream_unet(folder / "unet_all.pth")
-        if text_encoder is None:
-            from ecgaug.text.encoders import get_text_encoder
+        def fetch(filename: str) -> Path:
+            return upstream_file(source, filename, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
 
-            text_encoder = get_text_encoder("openai", model="text-embedding-ada-002", cache_dir=text_cache_dir)
+        vae_path, unet_path = fetch("vae_model.pth"), fetch("unet_all.pth")
+        vae = load_upstream_vae(vae_path)
+        unet = load_upstream_unet(unet_path)
+        if isinstance(text_encoder, dict) and text_encoder.get("type") == "table" and not text_encoder.get("path"):
+            text_encoder = {**text_encoder, "path": str(fetch(UPSTREAM_TEXT_TABLE))}
+        text_encoder = _text_encoder({"type": "openai", "model": "text-embedding-ada-002"}, text_encoder, text_cache_dir)
         training_config = published_ddpm_scheduler().config
-        info = {"name": "diffusets-published", "source": "Laiyf/DiffuSETS", "text_encoder": {"type": "openai", "model": "text-embedding-ada-002"}}
+        info = {"name": "diffusets-published", "source": str(source), "revision": revision,
+                "text_encoder": {"type": "openai", "model": "text-embedding-ada-002"}}
         pipe = cls(vae, unet, make_scheduler(scheduler, training_config), text_encoder,
-                   training_scheduler_config=training_config, model_id=f"diffusets-published-{_weights_digest(folder / 'vae_model.pth', folder / 'unet_all.pth')}", info=info)
+                   training_scheduler_config=training_config, model_id=f"diffusets-published-{_weights_digest(vae_path, unet_path)}", info=info)
         return pipe.to(device) if device is not None else pipe
+
+    @classmethod
+    def from_settings(cls, settings: GenerationSettings, *, text_cache_dir: str | os.PathLike | None = None,
+                      device: str | torch.device | None = None) -> "DiffuSETSPipeline":
+        """The model ``settings`` name (``upstream`` if set, else ``model``) with its text encoder and scheduler."""
+        common = dict(scheduler=settings.scheduler, text_encoder=None if settings.text_encoder is None else dict(settings.text_encoder),
+                      text_cache_dir=text_cache_dir, device=device)
+        if settings.upstream is not None:
+            return cls.from_upstream(settings.upstream, revision=settings.revision, **common)
+        return cls.from_pretrained(settings.model, **common)
 
     def save_pretrained(self, directory: str | os.PathLike, *, text_encoder_spec: dict | None = None, extra: dict | None = None) -> Path:
         """Write ``model_index.json``, ``vae/``, ``unet/`` and ``scheduler/`` (the training DDPM schedule)."""
@@ -236,23 +270,48 @@ class DiffuSETSPipeline:
             raise ValueError("This pipeline has no text encoder; pass prompt_embeds instead of reports.")
         return self.text_encoder.encode([build_prompt(r) for r in reports]).to(torch.float32)
 
-    def check_inputs(self, reports, prompt_embeds, guidance_scale: float, num_samples: int) -> int:
+    def check_inputs(self, reports, prompt_embeds, age, sex, heart_rate, num_samples: int, settings: GenerationSettings) -> int:
+        """Check everything before any work; return the number of conditions."""
         if (reports is None) == (prompt_embeds is None):
             raise ValueError("Pass exactly one of reports and prompt_embeds (only forward one of the two).")
         if isinstance(reports, str):
             raise ValueError("reports should be a list of report strings (one per condition), but got a single string; wrap it in a list.")
-        if num_samples < 1:
-            raise ValueError(f"num_samples should be a positive integer, but got {num_samples}.")
-        if guidance_scale > 1.0 and not self.supports_guidance:
+        check_positive_int("num_samples", num_samples)
+        if settings.guidance_scale > 1.0 and not self.supports_guidance:
             raise ValueError(
-                f"guidance_scale={guidance_scale} needs a model trained with condition dropout; {self.model_id} was not "
+                f"guidance_scale={settings.guidance_scale} needs a model trained with condition dropout; {self.model_id} was not "
                 "(the published DiffuSETS never drops its condition). Use guidance_scale=1.0."
             )
         if prompt_embeds is not None:
             if prompt_embeds.ndim != 2 or prompt_embeds.shape[1] != self.unet.config.text_embed_dim:
                 raise ValueError(f"prompt_embeds should have shape (batch, {self.unet.config.text_embed_dim}), but got {tuple(prompt_embeds.shape)}.")
-            return prompt_embeds.shape[0]
-        return len(reports)
+            num_conditions = prompt_embeds.shape[0]
+        else:
+            num_conditions = len(reports)
+        for value in _per_row(age, num_conditions, "age"):
+            check_age(value)
+        for value in _per_row(heart_rate, num_conditions, "heart_rate"):
+            check_heart_rate(value)
+        for value in _per_row(sex, num_conditions, "sex"):
+            _sex_to_float(value)
+        return num_conditions
+
+    def encode_ecgs(self, ecgs, *, lead_order: str | Sequence[str] = "ptbxl", sampling_rate: float = 100.0,
+                    batch_size: int = 64) -> torch.Tensor:
+        """Latents ``(B, 4, 128)`` of real 10 s ECGs ``(B, 12, 10 * sampling_rate)`` in mV (the VAE's posterior mean)."""
+        leads = resolve_lead_order(lead_order)
+        num_samples = int(round(10.0 * sampling_rate))
+        ecgs = torch.as_tensor(ecgs, dtype=torch.float32)
+        expected = f"(num_ecgs, 12, {num_samples}): 10 s at {sampling_rate:g} Hz in mV, leads in the order {', '.join(leads)}"
+        if len(leads) != 12 or set(leads) != set(MODEL_LEADS):
+            raise ValueError(f"Seed ECGs need all 12 leads, but lead_order names {len(leads)}: {', '.join(leads)}.")
+        if ecgs.ndim != 3 or ecgs.shape[1:] != (12, num_samples):
+            raise ValueError(f"Seed ECGs should have shape {expected}; got shape {tuple(ecgs.shape)}.")
+        if not torch.isfinite(ecgs).all():
+            raise ValueError(f"Seed ECGs should be finite (shape {expected}), but hold NaN or inf values.")
+        ecgs = convert_ecg(ecgs, source_leads=leads, target_leads="model", num_samples=MODEL_NUM_SAMPLES)
+        latents = [self.vae.encode(chunk.to(self.device)).mode() for chunk in ecgs.split(batch_size)]
+        return torch.cat(latents).float()
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -265,6 +324,8 @@ class DiffuSETSPipeline:
         *,
         prompt_embeds: torch.Tensor | None = None,
         num_samples: int = 1,
+        init_ecgs: torch.Tensor | np.ndarray | None = None,
+        strength: float = 1.0,
         num_inference_steps: int | None = None,
         guidance_scale: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -279,48 +340,68 @@ class DiffuSETSPipeline:
 
         Args:
             reports: one report per condition; several findings joined by ``|``.
-            age, sex, heart_rate: one value per report, or one for all (sex ``'M'``/``'F'``).
-                ``None`` means unknown, which only models trained with missing-value indicators accept.
+            age, sex, heart_rate: one value per report, or one for all: age 0–120 years, sex ``'M'``/``'F'``,
+                heart rate 20–300 bpm. ``None`` means unknown, which only models trained with
+                missing-value indicators accept.
             num_samples: ECGs per condition; the output holds ``len(reports) * num_samples`` ECGs, grouped by condition.
-            num_inference_steps: sampler steps (default: 25 for DPM-Solver++, 50 for DDIM, 1000 for DDPM).
+            init_ecgs: real seed ECGs, one per report, ``(len(reports), 12, 10 * sampling_rate)`` in mV and in
+                ``lead_order`` (as the output). Generation starts from them, noised part-way (as diffusers' img2img).
+            strength: with ``init_ecgs``: the fraction of the ``num_inference_steps`` schedule that is run, in (0, 1];
+                small values stay close to the seed, 1 starts from pure noise (the seeds are then not used).
+            num_inference_steps: sampler steps, 1–1000 (default: 25 for DPM-Solver++, 50 for DDIM, 1000 for DDPM).
             guidance_scale: classifier-free guidance, enabled when > 1 (models trained with condition dropout only).
             generator: one ``torch.Generator``, or a list with one per output ECG (results then do not depend on batching).
+            latents: the starting noise ``(num_ecgs, 4, 128)`` (with ``init_ecgs``: the noise added to their latents).
             lead_order: ``"ptbxl"`` (I, II, III, aVR, aVL, aVF, V1–V6), ``"model"`` (aVF before aVL) or a lead list.
-            sampling_rate: of the returned 10 s ECGs: 100 → 1000 samples, 500 → 5000, 102.4 → 1024 (native).
+            sampling_rate: of the returned 10 s ECGs, 1–10,000 Hz: 100 → 1000 samples, 500 → 5000, 102.4 → 1024 (native).
             batch_size: ECGs per forward pass (default: 1024 on GPU, 64 on CPU).
+
+        Valid ranges are those of :mod:`ecgaug.settings`; a value outside them raises ``ValueError``.
         """
-        num_conditions = self.check_inputs(reports, prompt_embeds, guidance_scale, num_samples)
+        settings = GenerationSettings(model=self.model_id, scheduler=self.scheduler, num_inference_steps=num_inference_steps,
+                                      guidance_scale=guidance_scale, strength=strength, lead_order=lead_order,
+                                      sampling_rate=sampling_rate, batch_size=batch_size)
+        num_conditions = self.check_inputs(reports, prompt_embeds, age, sex, heart_rate, num_samples, settings)
         total = num_conditions * num_samples
         if isinstance(generator, list) and len(generator) != total:
             raise ValueError(f"generator list should have one generator per output ECG ({total}), but got {len(generator)}.")
         if latents is not None and tuple(latents.shape) != (total, self.unet.config.in_channels, self.unet.config.latent_length):
             raise ValueError(f"latents should have shape {(total, self.unet.config.in_channels, self.unet.config.latent_length)}, but got {tuple(latents.shape)}.")
-        out_samples = int(round(RECORD_SECONDS * sampling_rate))
-        if out_samples < 10:
-            raise ValueError(f"sampling_rate should give at least 10 samples per 10 s record, but got sampling_rate={sampling_rate}.")
+        steps = settings.num_inference_steps
+        denoised_steps = int(steps * settings.strength)  # as diffusers' img2img
+        if init_ecgs is None and settings.strength < 1.0:
+            raise ValueError(f"strength={settings.strength} < 1 needs init_ecgs (real seed ECGs); without them pass strength=1.")
+        if denoised_steps < 1:
+            raise ValueError(f"strength * num_inference_steps = {settings.strength} * {steps} leaves no denoising step; raise either.")
+        if init_ecgs is not None and len(init_ecgs) != num_conditions:
+            raise ValueError(f"init_ecgs should hold one seed ECG per report ({num_conditions}), but got {len(init_ecgs)}.")
 
         features = patient_features(_per_row(sex, num_conditions, "sex"), _per_row(age, num_conditions, "age"),
                                     _per_row(heart_rate, num_conditions, "heart_rate"))
+        device = self.device
+        batch_size = settings.batch_size or (1024 if device.type == "cuda" else 64)
+        init_latents = None
+        if init_ecgs is not None:
+            init_latents = self.encode_ecgs(init_ecgs, lead_order=settings.lead_order, sampling_rate=settings.sampling_rate, batch_size=batch_size)
+            init_latents = None if settings.strength == 1.0 else init_latents.repeat_interleave(num_samples, dim=0)
         embeds = prompt_embeds.float() if prompt_embeds is not None else self.encode_reports(list(reports))
         self.unet.build_condition(embeds, features)  # validates patient information before any work
         embeds = embeds.repeat_interleave(num_samples, dim=0)
         features = features.repeat_interleave(num_samples, dim=0)
 
-        device = self.device
-        batch_size = batch_size or (1024 if device.type == "cuda" else 64)
-        steps = num_inference_steps or DEFAULT_NUM_INFERENCE_STEPS.get(self.sampler_name, 50)
         ecgs, all_latents = [], []
-        starts = range(0, total, batch_size)
-        bar = tqdm(total=total * steps, desc=f"{self.sampler_name} x{steps}", unit="step·ECG", disable=not show_progress)
-        for start in starts:
+        bar = tqdm(total=total * denoised_steps, desc=f"{self.sampler_name} x{denoised_steps}", unit="step·ECG", disable=not show_progress)
+        for start in range(0, total, batch_size):
             stop = min(start + batch_size, total)
             gen = generator[start:stop] if isinstance(generator, list) else generator
-            lat = None if latents is None else latents[start:stop]
-            z = self._denoise(embeds[start:stop].to(device), features[start:stop].to(device), steps, guidance_scale, gen, lat, bar)
+            noise = None if latents is None else latents[start:stop]
+            init = None if init_latents is None else init_latents[start:stop]
+            z = self._denoise(embeds[start:stop].to(device), features[start:stop].to(device), settings, gen, noise, init, bar)
             all_latents.append(z.float().cpu())
             ecgs.append(self._decode(z).cpu())
         bar.close()
-        ecgs = convert_ecg(torch.cat(ecgs), source_leads="model", target_leads=lead_order,
+        out_samples = settings.num_output_samples
+        ecgs = convert_ecg(torch.cat(ecgs), source_leads="model", target_leads=settings.lead_order,
                            num_samples=None if out_samples == MODEL_NUM_SAMPLES else out_samples)
         output = DiffuSETSPipelineOutput(ecgs=ecgs.float(), latents=torch.cat(all_latents))
         return output if return_dict else (output.ecgs, output.latents)
@@ -337,26 +418,40 @@ class DiffuSETSPipeline:
             return torch.autocast("cpu", dtype=cpu_dtype)
         return torch.autocast("cpu", enabled=False)
 
-    def _denoise(self, embeds, features, steps, guidance_scale, generator, latents, bar) -> torch.Tensor:
+    def _timesteps(self, steps: int, strength: float) -> torch.Tensor:
+        """The last ``int(steps * strength)`` timesteps of a ``steps``-step schedule (diffusers' img2img ``get_timesteps``)."""
+        self.scheduler.set_timesteps(steps, device=self.device)
+        begin = (steps - int(steps * strength)) * self.scheduler.order
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(begin)
+        return self.scheduler.timesteps[begin:]
+
+    def _denoise(self, embeds, features, settings: GenerationSettings, generator, noise, init_latents, bar) -> torch.Tensor:
         batch = embeds.shape[0]
         shape = (batch, self.unet.config.in_channels, self.unet.config.latent_length)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
-        latents = latents.to(self.device) * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(steps, device=self.device)
+        if noise is None:
+            noise = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        noise = noise.to(self.device)
+        if init_latents is None:  # pure noise, the full schedule
+            timesteps = self._timesteps(settings.num_inference_steps, 1.0)
+            latents = noise * self.scheduler.init_noise_sigma
+        else:  # the seeds' latents noised to the first timestep run
+            timesteps = self._timesteps(settings.num_inference_steps, settings.strength)
+            latents = self.scheduler.add_noise(init_latents.to(self.device), noise, timesteps[:1].repeat(batch))
+        guidance_scale = settings.guidance_scale
         guided = guidance_scale > 1.0
         if guided:  # conditional and unconditional rows as one doubled batch
             embeds, features = torch.cat([embeds, embeds]), torch.cat([features, features])
             drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(self.device)
-        for t in self.scheduler.timesteps:
+        for t in timesteps:
             model_input = torch.cat([latents, latents]) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             with self._autocast():
-                noise = self.unet(model_input, t, embeds, features, drop_condition=drop if guided else None).float()
+                noise_pred = self.unet(model_input, t, embeds, features, drop_condition=drop if guided else None).float()
             if guided:
-                noise_cond, noise_uncond = noise.chunk(2)
-                noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
-            latents = self.scheduler.step(noise, t, latents, generator=generator).prev_sample
+                noise_cond, noise_uncond = noise_pred.chunk(2)
+                noise_pred = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+            latents = self.scheduler.step(noise_pred, t, latents, generator=generator).prev_sample
             bar.update(batch)
         return latents
 

@@ -2,21 +2,20 @@
 
 The published DiffuSETS trains and samples with DDPM over 1000 steps (linear betas 0.00085 →
 0.012, diffusers' defaults otherwise). Faster samplers reuse the same noise schedule through
-``from_config``, so betas are never written twice.
+``from_config``, so betas are never written twice. ``diffusers`` is imported on first use, so
+command lines can list the samplers without loading it.
 """
 from __future__ import annotations
 
 import inspect
 
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+__all__ = ["SCHEDULERS", "DEFAULT_NUM_INFERENCE_STEPS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler"]
 
-__all__ = ["SCHEDULERS", "DEFAULT_NUM_INFERENCE_STEPS", "published_ddpm_scheduler", "make_scheduler"]
-
+# name → (diffusers class name, extra arguments)
 SCHEDULERS = {
-    "ddpm": (DDPMScheduler, {}),
-    "ddim": (DDIMScheduler, {}),
-    "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "ddpm": ("DDPMScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
 }
 # What a sampler takes from the training schedule; everything else keeps each sampler's own default
 # (e.g. its timestep spacing), so a config read back from disk builds the same sampler.
@@ -24,18 +23,30 @@ SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule
 DEFAULT_NUM_INFERENCE_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25}
 
 
-def published_ddpm_scheduler(**overrides) -> DDPMScheduler:
+def default_num_inference_steps(scheduler) -> int:
+    """The usual number of steps of a sampler, by name or instance (25 DPM-Solver++, 50 DDIM, 1000 DDPM; else 50)."""
+    name = scheduler if isinstance(scheduler, str) else type(scheduler).__name__
+    return DEFAULT_NUM_INFERENCE_STEPS.get(SCHEDULERS.get(name, (name,))[0], 50)
+
+
+def published_ddpm_scheduler(**overrides):
     """DiffuSETS' training scheduler: 1000 steps, linear betas from 0.00085 to 0.012."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", **overrides)
 
 
-def make_scheduler(name_or_scheduler: str | SchedulerMixin, training_config) -> SchedulerMixin:
+def make_scheduler(name_or_scheduler, training_config):
     """A sampler named ``"ddpm"``, ``"ddim"`` or ``"dpmsolver++"`` over the noise schedule of ``training_config``."""
+    import diffusers
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
     if isinstance(name_or_scheduler, SchedulerMixin):
         return name_or_scheduler
     if name_or_scheduler not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler {name_or_scheduler!r}. Valid values are {sorted(SCHEDULERS)} or a diffusers scheduler instance.")
-    cls, extra = SCHEDULERS[name_or_scheduler]
+    class_name, extra = SCHEDULERS[name_or_scheduler]
+    cls = getattr(diffusers, class_name)
     accepted = set(inspect.signature(cls.__init__).parameters)
     schedule = {k: training_config[k] for k in SCHEDULE_KEYS if k in training_config and k in accepted}
     return cls(**schedule, **extra)

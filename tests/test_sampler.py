@@ -107,3 +107,17 @@ def test_from_dataset_uses_targets_and_synthetic_mask():
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ClassBalancedSampler(MULTI, **kwargs)
+
+
+def test_a_class_without_items_is_named_in_a_warning():
+    targets = np.array([[1, 0, 0]] * 5 + [[1, 0, 1]] * 3)  # column 1 ("MI") has no item
+    with pytest.warns(UserWarning, match=r"never be drawn: 'MI' \(index 1\)"):
+        ClassBalancedSampler.from_dataset(SimpleNamespace(targets=targets, classes=["NORM", "MI", "CD"]))
+    with pytest.warns(UserWarning, match="index 2"):  # class indices: absent ones are known from the class names
+        ClassBalancedSampler(np.array([0, 1, 1, 0]), classes=["a", "b", "c"])
+
+
+def test_no_warning_when_every_class_has_items(recwarn):
+    ClassBalancedSampler(MULTI, classes=["A", "B", "C"])
+    ClassBalancedSampler(SINGLE)
+    assert not [w for w in recwarn if "never be drawn" in str(w.message)]

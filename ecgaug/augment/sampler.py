@@ -7,13 +7,14 @@ Follows ``torch.utils.data``'s ``WeightedRandomSampler`` (weights, ``num_samples
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import warnings
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBalancedSampler", "class_balanced_weights"]
+__all__ = ["ClassBalancedSampler", "class_balanced_weights", "empty_classes"]
 
 
 def class_balanced_weights(targets) -> np.ndarray:
@@ -43,6 +44,17 @@ def class_balanced_weights(targets) -> np.ndarray:
     return positives @ inverse / present.sum()
 
 
+def empty_classes(targets, num_classes: int | None = None) -> list[int]:
+    """Indices of the classes no item belongs to: ``(N, C)`` multi-hot columns without a positive, or for
+    ``(N,)`` class indices, the indices below ``num_classes`` that never occur."""
+    targets = np.asarray(targets)
+    if targets.ndim == 2:
+        return np.flatnonzero(~(targets > 0).any(axis=0)).tolist()
+    if num_classes is None:
+        return []
+    return sorted(set(range(num_classes)) - set(targets.tolist()))
+
+
 class ClassBalancedSampler(Sampler[int]):
     """Draws dataset indices so that every class is equally likely, capping the share of synthetic items.
 
@@ -65,6 +77,8 @@ class ClassBalancedSampler(Sampler[int]):
             With several replicas use ``seed`` (all ranks must draw the same stream).
         seed: Epoch ``e`` draws from ``torch.Generator().manual_seed(seed + e)`` (when no ``generator``).
         num_replicas, rank: Defaults from ``torch.distributed`` when initialised, else 1 and 0.
+        classes: Class names, in the order of the target columns (or of the class indices); only used
+            to name classes that have no items, which can never be drawn (a ``UserWarning`` says which).
 
     Example:
         >>> targets = np.array([[1, 0]] * 90 + [[0, 1]] * 10)
@@ -87,8 +101,14 @@ class ClassBalancedSampler(Sampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        classes: Sequence[str] | None = None,
     ):
         targets = np.asarray(targets)
+        empty = empty_classes(targets, None if classes is None else len(classes))
+        if empty:
+            names = [f"{classes[i]!r} (index {i})" if classes is not None and i < len(classes) else f"index {i}" for i in empty]
+            warnings.warn(f"ClassBalancedSampler: {len(empty)} class(es) have no items and will never be drawn: {', '.join(names)}. "
+                          "Add real or synthetic items of them, or leave them out of the targets.", UserWarning, stacklevel=2)
         weights = class_balanced_weights(targets)
         num_items = len(weights)
         if num_items == 0:
@@ -143,10 +163,11 @@ class ClassBalancedSampler(Sampler[int]):
 
     @classmethod
     def from_dataset(cls, dataset, **kwargs) -> "ClassBalancedSampler":
-        """Use ``dataset.targets`` and, if it has one (``AugmentedDataset``), ``dataset.synthetic_mask``."""
+        """Use ``dataset.targets`` and, if it has them (``AugmentedDataset``), ``dataset.synthetic_mask`` and ``dataset.classes``."""
         if not hasattr(dataset, "targets"):
             raise TypeError(f"{type(dataset).__name__} has no `targets`; pass them to ClassBalancedSampler(targets, ...)")
         kwargs.setdefault("synthetic_mask", getattr(dataset, "synthetic_mask", None))
+        kwargs.setdefault("classes", getattr(dataset, "classes", None))
         return cls(dataset.targets, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:

@@ -1,5 +1,7 @@
 """Load DiffuSETS' published checkpoints (``Laiyf/DiffuSETS`` on the Hugging Face hub).
 
+:func:`upstream_file` finds a published file in a local folder or downloads it from the hub
+(``huggingface_hub``: its cache, a pinned ``revision``, offline use of the cache).
 ``vae_model.pth`` holds ``{"encoder": state_dict, "decoder": state_dict}`` whose keys are
 ``nn.Sequential`` indices; ``unet_all.pth`` holds the UNet's state dict. The functions here map
 those names onto :class:`~ecgaug.models.vae.ECGVAE` and
@@ -26,7 +28,14 @@ __all__ = [
     "unet_config_from_upstream",
     "load_upstream_vae",
     "load_upstream_unet",
+    "UPSTREAM_REPO",
+    "UPSTREAM_TEXT_TABLE",
+    "upstream_file",
 ]
+
+UPSTREAM_REPO = "Laiyf/DiffuSETS"  # the authors' Hugging Face repository
+UPSTREAM_TEXT_TABLE = "ptbxl_text_embed.csv"  # published embeddings of the PTB-XL report prompts
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 # Regexes over published names; each entry explains why the weights are unused upstream.
 KNOWINGLY_DROPPED = {
@@ -247,3 +256,39 @@ def load_upstream_unet(path: str | os.PathLike) -> ConditionalUNet1D:
     model = ConditionalUNet1D(unet_config_from_upstream(state, source=str(path)))
     _load_strict(model, convert_unet_state_dict(state, source=str(path)), path)
     return model.eval()
+
+
+def upstream_file(source: str | os.PathLike, filename: str, *, revision: str | None = None,
+                  cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
+    """Local path of one published file (``vae_model.pth``, ``unet_all.pth``, ``ptbxl_text_embed.csv``).
+
+    Args:
+        source: a folder holding the file, or a Hugging Face repo id such as ``"Laiyf/DiffuSETS"``,
+            downloaded with ``hf_hub_download`` into the hub cache (``HF_HOME``; ``HF_ENDPOINT``
+            for a mirror) and reused from there.
+        revision: with a repo id: branch, tag or commit hash to pin (default ``"main"``).
+        cache_dir: with a repo id: hub cache folder instead of the default.
+        local_files_only: with a repo id: use only the cache, never the network (as
+            ``HF_HUB_OFFLINE=1`` does); a pinned commit hash then resolves without any request.
+    """
+    folder = Path(source)
+    if folder.is_dir():
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} pins a Hugging Face download, but {source} is a local folder.")
+        path = folder / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the folder should hold DiffuSETS' published {filename} "
+                                    f"(Hugging Face {UPSTREAM_REPO}).")
+        return path
+    if not _REPO_ID.fullmatch(str(source)):
+        raise FileNotFoundError(f"{str(source)!r} is neither a folder nor a Hugging Face repo id like {UPSTREAM_REPO!r}.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(source), filename, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only))
+    except LocalEntryNotFoundError as error:  # offline (or unreachable) and not in the cache
+        raise FileNotFoundError(
+            f"{filename} of Hugging Face {source}@{revision or 'main'} is not in the hub cache and could not be downloaded "
+            f"(offline: HF_HUB_OFFLINE / local_files_only, or the hub is unreachable): {error}"
+        ) from error
