@@ -4,7 +4,10 @@
 complete ones, and for each other shard takes its lock, re-checks, generates the shard's jobs
 in one ``generate`` call (one ``torch.Generator`` per ECG, seeded from the plan, so the result
 does not depend on batching, device or rank) and writes it atomically. A killed build therefore
-resumes where it stopped, and two builders on one cache split the work instead of repeating it.
+resumes where it stopped (deleting the temporary files it left), and two builders on one cache
+split the work instead of repeating it. A running builder is registered in the cache, so
+``overwrite`` from another build is refused while it runs, and it re-reads ``cache.json`` before
+writing each shard, so it never writes into a cache rebuilt with other settings.
 
 :func:`run_build` adds ``torchrun``: with ``WORLD_SIZE=K`` rank ``r`` takes shards ``r, r+K, ...``,
 and rank 0 merges the manifest after a barrier.
@@ -18,7 +21,7 @@ from typing import Protocol, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .cache import CacheConfig, CacheMismatchError, SHARD_DIR, SyntheticCache
+from .cache import SHARD_DIR, CacheConfig, CacheMismatchError, SyntheticCache, _remove_temporaries
 from .plan import GenerationPlan
 
 __all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_shard", "distributed_env", "generate_shard", "run_build"]
@@ -111,12 +114,6 @@ def generate_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *
     return signals
 
 
-def _remove_stale_temporaries(cache: SyntheticCache, shard: int) -> None:
-    # Left by a builder killed mid-write; only ever touched while holding the shard's lock.
-    for path in (cache.root / SHARD_DIR).glob(f".shard-{shard:06d}.*.tmp"):
-        path.unlink(missing_ok=True)
-
-
 def build_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, blocking: bool = True,
                 batch_size: int | None = None) -> bool | None:  # fmt: skip
     """Generate and write one shard unless it is complete.
@@ -130,7 +127,7 @@ def build_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, b
             return None
         if cache.is_complete(shard):
             return False
-        _remove_stale_temporaries(cache, shard)
+        _remove_temporaries(cache.root / SHARD_DIR, prefix=f".shard-{shard:06d}.")  # of a builder killed mid-write
         cache.write_shard(shard, generate_shard(cache, generator, shard, batch_size=batch_size))
         return True
 
@@ -148,7 +145,8 @@ def build_cache(
     """Generate every missing shard of ``rank``'s share (shards ``rank, rank + world_size, ...``).
 
     Shards another builder is writing are skipped on the first pass and waited for at the end,
-    so when this returns every shard of the share is complete.
+    so when this returns every shard of the share is complete. The builder is registered in the
+    cache meanwhile (:meth:`SyntheticCache.register_builder`).
 
     Args:
         cache: The cache, e.g. from :meth:`SyntheticCache.create`.
@@ -169,17 +167,18 @@ def build_cache(
     busy = []
     progress = tqdm(total=len(todo), desc=f"building cache (rank {rank})" if world_size > 1 else "building cache",
                     unit="shard", disable=not show_progress)  # fmt: skip
-    with progress:
-        for blocking, shards in ((False, todo), (True, busy)):
-            for shard in list(shards):
-                written = build_shard(cache, generator, shard, blocking=blocking, batch_size=batch_size)
-                if written is None:
-                    busy.append(shard)
-                    continue
-                (result.written if written else result.already_complete).append(shard)
-                progress.update(1)
-    if merge:
-        cache.merge_manifest()
+    with cache.register_builder():
+        with progress:
+            for blocking, shards in ((False, todo), (True, busy)):
+                for shard in list(shards):
+                    written = build_shard(cache, generator, shard, blocking=blocking, batch_size=batch_size)
+                    if written is None:
+                        busy.append(shard)
+                        continue
+                    (result.written if written else result.already_complete).append(shard)
+                    progress.update(1)
+        if merge:
+            cache.merge_manifest()
     return result
 
 
@@ -217,6 +216,7 @@ def run_build(
 
     Raises:
         CacheMismatchError: if ``output_dir`` holds a cache made with other settings and not ``overwrite``.
+        CacheBusyError: if ``overwrite`` and another builder is writing ``output_dir``.
     """
     config = CacheConfig.for_plan(
         plan,

@@ -11,32 +11,43 @@ Layout of a cache folder::
                                 num_inference_steps, guidance_scale, shard, offset)
         shards/
             shard-000000.npy    (rows, 12, num_samples) float16, ``np.save`` format (memory-mappable)
-            shard-000000.json   manifest part: sha256 and size of the .npy and the rows it holds
+            shard-000000.json   manifest part: sha256 and size of the .npy, the settings it was
+                                generated with and the plan rows it holds
             shard-000000.lock   held (``flock``) by the builder writing that shard
-        .lock                   held while cache.json, plan.jsonl or manifest.csv are written
+        builders/               one file per running builder (pid, host, command), ``flock``-ed by it
+        .lock                   held while cache.json, plan.jsonl, manifest.csv or builders/ are written
 
 Shard ``i`` holds plan rows ``[i * shard_size, (i + 1) * shard_size)``. A shard is *complete*
 exactly when its ``.json`` part exists: the ``.npy`` is written to a temporary file and moved
 into place with ``os.replace`` first, the part last, so a killed builder leaves either a complete
-shard or one the next build redoes. ``flock`` locks are released by the kernel when a process
-dies, so there are no stale locks to clean up.
+shard or one the next build redoes (temporary files are deleted by the next build). ``flock``
+locks are released by the kernel when a process dies, so there are no stale locks to clean up.
 
-Keyed like torchvision's ``check_integrity``: every shard's sha256 is recorded, and
-:meth:`SyntheticCache.verify` detects corrupt or truncated shards.
+Integrity: every shard's sha256 is recorded in its part, and ``cache.json`` records the plan's
+sha256. Readers check each shard (size, sha256, finite values, settings) the first time a process
+maps it, and ``targets.npy`` and ``plan.jsonl`` when first used; a mismatch raises
+:class:`CorruptCacheError` naming the file. :meth:`SyntheticCache.verify` checks everything,
+the manifest included. A build refuses to ``overwrite`` a cache another builder is writing,
+and re-reads ``cache.json`` before writing each shard, so one cache never mixes settings.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import fcntl
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import socket
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,7 +57,10 @@ from .. import __version__
 from ..signal import RECORD_SECONDS, resolve_lead_order
 from .plan import GenerationPlan
 
-__all__ = ["CacheConfig", "CacheMismatchError", "IncompleteCacheError", "SyntheticCache", "VerifyResult"]
+__all__ = [
+    "CacheBusyError", "CacheConfig", "CacheMismatchError", "CorruptCacheError", "IncompleteCacheError", "Problem",
+    "SyntheticCache", "VerifyResult",
+]  # fmt: skip
 
 CACHE_FORMAT = "ecgaug-synthetic-cache/1"
 CONFIG_FILE = "cache.json"
@@ -54,10 +68,16 @@ PLAN_FILE = "plan.jsonl"
 TARGETS_FILE = "targets.npy"
 MANIFEST_FILE = "manifest.csv"
 SHARD_DIR = "shards"
+BUILDERS_DIR = "builders"
 LOCK_FILE = ".lock"
 NUM_LEADS = 12
 FLOAT16_MAX = 65504.0
 BUILD_HINT = "`ecgaug cache build --output_dir {root} ...`"
+REBUILD_HINT = "rebuild the cache with `ecgaug cache build --overwrite --output_dir {root} ...`"
+REPAIR_HINT = "run `ecgaug cache verify --delete_corrupt {root}`, then rerun `ecgaug cache build` with the same arguments"
+PART_NAME = re.compile(r"shard-(\d{6})\.json")
+MANIFEST_COLUMNS = ["index", "labels", "report", "age", "sex", "heart_rate", "seed",
+                    "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]  # fmt: skip
 
 
 class CacheMismatchError(ValueError):
@@ -66,6 +86,14 @@ class CacheMismatchError(ValueError):
 
 class IncompleteCacheError(RuntimeError):
     """The cache has shards that are not built yet."""
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache file does not hold what was recorded when it was written (damaged, edited, truncated or missing)."""
+
+
+class CacheBusyError(RuntimeError):
+    """Another builder is writing the cache, so it cannot be overwritten now."""
 
 
 @dataclass
@@ -153,16 +181,37 @@ class CacheConfig:
                     differences.append(f"{name}: the cache has {mine!r}, this build has {theirs!r}")
         return differences
 
+    def key_dict(self) -> dict:
+        """The :attr:`KEY_FIELDS` (what determines the ECGs), as recorded in each shard's part."""
+        return {name: getattr(self, name) for name in self.KEY_FIELDS}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "CacheConfig":
+        if not isinstance(values, dict):
+            raise ValueError(f"cache.json should hold a JSON object, but holds {type(values).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"cache.json has unknown fields {sorted(unknown)}; it was written by a newer ecgaug?")
         return cls(**values)
+
+
+class Problem(NamedTuple):
+    """One thing :meth:`SyntheticCache.verify` found wrong.
+
+    Attributes:
+        message: One line naming the file and what is wrong with it.
+        shard: The shard concerned, or None for the cache's other files.
+        files: Paths (relative to the cache) that ``verify --delete_corrupt`` deletes so that the
+            next build regenerates them; empty when only a rebuild with ``--overwrite`` helps.
+    """
+
+    message: str
+    shard: int | None = None
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -173,17 +222,17 @@ class VerifyResult:
         num_shards: Shards the plan needs.
         complete: Shards that are built and intact.
         missing: Shards not built yet (a build resumes them); not an error by itself.
-        problems: ``(shard, message)`` for every corrupt or truncated shard (``shard=-1``: the manifest).
+        problems: Everything corrupt, truncated, edited or inconsistent (see :class:`Problem`).
     """
 
     num_shards: int
     complete: list[int]
     missing: list[int]
-    problems: list[tuple[int, str]]
+    problems: list[Problem]
 
     @property
     def ok(self) -> bool:
-        """No shard is corrupt (missing shards are allowed)."""
+        """Nothing is corrupt (missing shards are allowed)."""
         return not self.problems
 
     @property
@@ -202,12 +251,24 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
     os.replace(tmp, path)
 
 
+def _remove_temporaries(folder: Path, prefix: str = ".") -> None:
+    """Delete the temporary files of killed writers; call holding the lock that guards their writes."""
+    for path in folder.glob(f"{prefix}*.tmp"):
+        path.unlink(missing_ok=True)
+
+
 def _sha256_file(path: Path, chunk_size: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """No NaN or inf in a float16 array (exponent bits all set), via integer ops: ~10x faster than np.isfinite."""
+    bits = array.view(np.uint16)
+    return not (np.bitwise_and(bits, 0x7C00) == 0x7C00).any()
 
 
 def _job_records(jobs: pd.DataFrame) -> list[dict]:
@@ -234,16 +295,43 @@ def _flock(path: Path, blocking: bool) -> Iterator[bool]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _live_builders(root: Path) -> list[dict]:
+    """The builders registered in ``root/builders`` that are still running; deletes the files of dead ones.
+
+    Call holding the cache lock (builders register under it). A builder holds an ``flock`` on its
+    file while it runs, so a file whose lock can be taken belongs to a process that died.
+    """
+    live = []
+    for path in sorted((root / BUILDERS_DIR).glob("*.json")):
+        with _flock(path, blocking=False) as free:
+            if free:
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                live.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                live.append({"file": path.name})
+    return live
+
+
+def _describe_builder(info: dict) -> str:
+    if "pid" not in info:
+        return f"a builder ({BUILDERS_DIR}/{info.get('file')})"
+    return f"pid {info['pid']} on host {info.get('host')} (started {info.get('started')}: {info.get('command')})"
+
+
 class SyntheticCache:
     """An existing cache folder (see the module docstring). Create one with :meth:`create`.
 
-    Opening reads ``cache.json`` only; shards are memory-mapped on demand by :meth:`load_shard`.
+    Opening reads ``cache.json`` only; shards are memory-mapped on demand by :meth:`load_shard`,
+    which checks each shard the first time this process maps it.
 
     Args:
         root: The cache folder.
 
     Raises:
         FileNotFoundError: if ``root`` holds no cache, naming the command that builds one.
+        CorruptCacheError: if ``cache.json`` is unreadable.
     """
 
     def __init__(self, root):
@@ -253,13 +341,30 @@ class SyntheticCache:
             raise FileNotFoundError(
                 f"No synthetic ECG cache at {self.root} ({CONFIG_FILE} not found). Build one with {BUILD_HINT.format(root=self.root)}."
             )
-        self.config = CacheConfig.from_dict(json.loads(config_path.read_text()))
+        self.config = self._read_config()
         self._plan: GenerationPlan | None = None
+        self._targets_sha256: str | None = None  # of targets.npy once checked against the plan (kept when pickled)
+        self._checked_pid, self._checked = os.getpid(), set()  # files checked by this process
+
+    def _read_config(self) -> CacheConfig:
+        path = self.root / CONFIG_FILE
+        try:
+            return CacheConfig.from_dict(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            raise CorruptCacheError(f"{path} is missing, so the cache's settings are lost; {REBUILD_HINT.format(root=self.root)}") from None
+        except (OSError, ValueError, TypeError) as error:
+            raise CorruptCacheError(f"{path} is unreadable ({error}); {REBUILD_HINT.format(root=self.root)}") from None
+
+    def _corrupt(self, problem: str) -> CorruptCacheError:
+        return CorruptCacheError(f"Corrupt synthetic ECG cache at {self.root}: {problem}; {REPAIR_HINT.format(root=self.root)}")
 
     # ----------------------------------------------------------------------------------- creation
     @classmethod
     def create(cls, root, config: CacheConfig, plan: GenerationPlan, *, overwrite: bool = False) -> "SyntheticCache":
         """Create the cache at ``root``, or open it to resume if it was made with the same config and plan.
+
+        Resuming restores ``plan.jsonl`` and ``targets.npy`` if they were deleted (by
+        ``ecgaug cache verify --delete_corrupt``).
 
         Args:
             root: Cache folder; created if missing. An existing non-empty folder must be a cache.
@@ -269,22 +374,38 @@ class SyntheticCache:
 
         Raises:
             CacheMismatchError: if ``root`` holds a cache made with other settings and not ``overwrite``.
+            CacheBusyError: if ``overwrite`` and another builder is writing the cache.
+            CorruptCacheError: if ``root``'s ``cache.json`` is unreadable and not ``overwrite``.
         """
         if (config.num_records, config.classes) != (len(plan), plan.classes):
             raise ValueError("config does not describe plan (num_records/classes differ); build it with CacheConfig.for_plan(plan, ...)")
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         with _flock(root / LOCK_FILE, blocking=True):
+            _remove_temporaries(root)
             if (root / CONFIG_FILE).is_file():
-                existing = cls(root)
-                differences = existing.config.mismatches(config)
-                if not differences and not overwrite:
+                try:
+                    existing = cls(root)
+                except CorruptCacheError:
+                    if not overwrite:
+                        raise
+                    existing = None
+                if existing is not None and not overwrite:
+                    differences = existing.config.mismatches(config)
+                    if differences:
+                        raise CacheMismatchError(
+                            f"The cache at {root} was made with other settings than this build:\n  - "
+                            + "\n  - ".join(differences)
+                            + "\nUse another --output_dir, or pass --overwrite (overwrite=True) to delete this cache and rebuild it."
+                        )
+                    cls._write_plan_files(root, plan, only_missing=True)
                     return existing
-                if not overwrite:
-                    raise CacheMismatchError(
-                        f"The cache at {root} was made with other settings than this build:\n  - "
-                        + "\n  - ".join(differences)
-                        + "\nUse another --output_dir, or pass --overwrite (overwrite=True) to delete this cache and rebuild it."
+                live = _live_builders(root)
+                if live:
+                    raise CacheBusyError(
+                        f"Cannot overwrite the cache at {root}: {_describe_builder(live[0])} is building it"
+                        + (f" (and {len(live) - 1} more builders)" if len(live) > 1 else "")
+                        + ". Wait for it to finish or stop it, then rerun; or use another --output_dir."
                     )
                 cls._clear(root)
             else:
@@ -297,19 +418,25 @@ class SyntheticCache:
                         "Choose a new or empty folder for the cache."
                     )
             (root / SHARD_DIR).mkdir(exist_ok=True)
-            _write_atomic(root / PLAN_FILE, plan.to_jsonl().encode())
-            targets = io.BytesIO()
-            np.save(targets, plan.targets.astype(np.uint8), allow_pickle=False)
-            _write_atomic(root / TARGETS_FILE, targets.getbuffer())
+            cls._write_plan_files(root, plan, only_missing=False)
             _write_atomic(root / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
         cache = cls(root)
         cache._plan = plan
         return cache
 
     @staticmethod
+    def _write_plan_files(root: Path, plan: GenerationPlan, only_missing: bool) -> None:
+        if not (only_missing and (root / PLAN_FILE).is_file()):
+            _write_atomic(root / PLAN_FILE, plan.to_jsonl().encode())
+        if not (only_missing and (root / TARGETS_FILE).is_file()):
+            targets = io.BytesIO()
+            np.save(targets, plan.targets.astype(np.uint8), allow_pickle=False)
+            _write_atomic(root / TARGETS_FILE, targets.getbuffer())
+
+    @staticmethod
     def _is_unfinished_creation(root: Path, names: list[str]) -> bool:
         """Only files that :meth:`create` writes before ``cache.json``, and no shard yet."""
-        ours = {SHARD_DIR, PLAN_FILE, TARGETS_FILE}
+        ours = {SHARD_DIR, PLAN_FILE, TARGETS_FILE, BUILDERS_DIR}
         if not names or any(name not in ours and not (name.startswith(".") and name.endswith(".tmp")) for name in names):
             return False
         return not (root / SHARD_DIR).is_dir() or not any((root / SHARD_DIR).iterdir())
@@ -327,18 +454,76 @@ class SyntheticCache:
     # ------------------------------------------------------------------------------------- layout
     @property
     def plan(self) -> GenerationPlan:
-        """The plan (loaded from ``plan.jsonl`` on first use)."""
+        """The plan (loaded from ``plan.jsonl`` on first use and checked against ``plan_sha256``)."""
         if self._plan is None:
-            self._plan = GenerationPlan.load(self.root / PLAN_FILE)
+            self._plan = self._load_plan()
         return self._plan
 
+    def _load_plan(self) -> GenerationPlan:
+        plan, problem = self._read_plan()
+        if problem is not None:
+            if problem.files:
+                raise self._corrupt(problem.message)
+            raise CorruptCacheError(f"Corrupt synthetic ECG cache at {self.root}: {problem.message}; {REBUILD_HINT.format(root=self.root)}")
+        return plan
+
+    def _read_plan(self) -> tuple[GenerationPlan | None, Problem | None]:
+        """The plan, checked against ``plan_sha256`` and ``num_records``, or what is wrong with it."""
+        path = self.root / PLAN_FILE
+        if not path.is_file():
+            return None, Problem(f"{PLAN_FILE} is missing", files=(PLAN_FILE,))
+        try:
+            plan = GenerationPlan.load(path)
+            fingerprint = plan.fingerprint()
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            return None, Problem(f"{PLAN_FILE} is unreadable ({type(error).__name__}: {error})", files=(PLAN_FILE,))
+        if fingerprint != self.config.plan_sha256:
+            return None, Problem(f"{PLAN_FILE} was changed: its sha256 differs from plan_sha256 in {CONFIG_FILE}",
+                                 files=(PLAN_FILE,))  # fmt: skip
+        if len(plan) != self.num_records:
+            return None, Problem(f"{CONFIG_FILE} says num_records={self.num_records}, but {PLAN_FILE} has {len(plan)} jobs")
+        return plan, None
+
+    def _checked_in_this_process(self) -> set:
+        """Shards (and ``"targets"``) this process has checked; a forked worker checks again."""
+        if self._checked_pid != os.getpid():
+            self._checked_pid, self._checked = os.getpid(), set()
+        return self._checked
+
     def targets(self) -> np.ndarray:
-        """``(num_records, num_classes)`` uint8 multi-hot labels of all planned ECGs (memory-mapped, read-only)."""
-        targets = np.load(self.root / TARGETS_FILE, mmap_mode="r", allow_pickle=False)
-        if targets.shape != (self.num_records, len(self.config.classes)):
-            raise ValueError(f"{self.root / TARGETS_FILE} should have shape {(self.num_records, len(self.config.classes))}, "
-                             f"but has {targets.shape}; run `ecgaug cache verify`")  # fmt: skip
-        return targets
+        """``(num_records, num_classes)`` uint8 multi-hot labels of all planned ECGs (memory-mapped, read-only).
+
+        The first call checks them against the plan, and the first call in another process against
+        the sha256 seen then.
+
+        Raises:
+            CorruptCacheError: if ``targets.npy`` does not hold the plan's labels.
+        """
+        checked = self._checked_in_this_process()
+        if "targets" not in checked:
+            problem = self._targets_problem()
+            if problem is not None:
+                raise self._corrupt(problem)
+            checked.add("targets")
+        return np.load(self.root / TARGETS_FILE, mmap_mode="r", allow_pickle=False)
+
+    def _targets_problem(self) -> str | None:
+        path = self.root / TARGETS_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return f"{TARGETS_FILE} is missing"
+        digest = hashlib.sha256(data).hexdigest()
+        if self._targets_sha256 is not None:
+            return None if digest == self._targets_sha256 else f"{TARGETS_FILE} changed since this data set was opened"
+        try:
+            targets = np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            return f"{TARGETS_FILE} is unreadable ({error})"
+        if targets.shape != (self.num_records, len(self.config.classes)) or not np.array_equal(targets, self.plan.targets):
+            return f"{TARGETS_FILE} does not hold the plan's labels"
+        self._targets_sha256 = digest
+        return None
 
     @property
     def num_records(self) -> int:
@@ -365,13 +550,15 @@ class SyntheticCache:
     def part_path(self, shard: int) -> Path:
         return self.root / SHARD_DIR / f"shard-{shard:06d}.json"
 
-    def completed_shards(self) -> set[int]:
-        """Shards whose manifest part exists (complete, see the module docstring); one directory listing."""
+    def _part_numbers(self) -> set[int]:
         shard_dir = self.root / SHARD_DIR
         if not shard_dir.is_dir():
             return set()
-        names = os.listdir(shard_dir)
-        return {int(name[6:12]) for name in names if name.startswith("shard-") and name.endswith(".json")}
+        return {int(match[1]) for name in os.listdir(shard_dir) if (match := PART_NAME.fullmatch(name))}
+
+    def completed_shards(self) -> set[int]:
+        """Shards whose manifest part exists (complete, see the module docstring); one directory listing."""
+        return {shard for shard in self._part_numbers() if shard < self.num_shards}
 
     def is_complete(self, shard: int) -> bool:
         return self.part_path(shard).is_file()
@@ -382,7 +569,7 @@ class SyntheticCache:
 
     # -------------------------------------------------------------------------------------- locks
     def lock(self, blocking: bool = True):
-        """Context manager holding the cache-wide lock (for writing cache.json, plan, manifest)."""
+        """Context manager holding the cache-wide lock (for writing cache.json, plan, manifest, builders/)."""
         return _flock(self.root / LOCK_FILE, blocking)
 
     def lock_shard(self, shard: int, blocking: bool = True):
@@ -394,6 +581,45 @@ class SyntheticCache:
         self.shard_bounds(shard)
         return _flock(self.root / SHARD_DIR / f"shard-{shard:06d}.lock", blocking)
 
+    @contextlib.contextmanager
+    def register_builder(self) -> Iterator[None]:
+        """Record this process as a builder of the cache while the block runs.
+
+        ``create(..., overwrite=True)`` refuses to delete a cache with a registered builder, naming it.
+
+        Raises:
+            CacheMismatchError: if the cache was rebuilt with other settings since it was opened.
+        """
+        folder = self.root / BUILDERS_DIR
+        with self.lock():
+            self._check_config_unchanged("building")
+            folder.mkdir(exist_ok=True)
+            _live_builders(self.root)  # forget dead builders
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f"{socket.gethostname()}-{os.getpid()}-", suffix=".json")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
+                    "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+            os.write(fd, json.dumps(info).encode())
+        try:
+            yield
+        finally:
+            Path(name).unlink(missing_ok=True)
+            os.close(fd)
+
+    def _check_config_unchanged(self, doing: str) -> None:
+        """Refuse to go on if ``cache.json`` on disk no longer matches this object's (another build overwrote it)."""
+        try:
+            on_disk = self._read_config()
+        except CorruptCacheError as error:
+            raise CacheMismatchError(f"Stopped {doing}: {error}") from None
+        differences = on_disk.mismatches(self.config)
+        if differences or on_disk.created != self.config.created:
+            raise CacheMismatchError(
+                f"Stopped {doing} the cache at {self.root}: another build replaced it (--overwrite) after this one "
+                f"opened it{': ' + '; '.join(differences) if differences else ''}. Nothing was written under the old settings; "
+                "rerun the build you want (one at a time)."
+            )
+
     # ---------------------------------------------------------------------------------- writing
     def write_shard(self, shard: int, signals) -> None:
         """Write the ECGs of ``shard`` atomically and record its checksum; call while holding :meth:`lock_shard`.
@@ -402,6 +628,9 @@ class SyntheticCache:
             shard: Shard index.
             signals: ``(rows, 12, num_samples)`` array or tensor in the cache's lead order and sampling
                 rate (mV), ``rows`` being the number of plan rows of the shard. Stored as float16.
+
+        Raises:
+            CacheMismatchError: if another build replaced the cache (other settings) since it was opened.
         """
         start, stop = self.shard_bounds(shard)
         if self.is_complete(shard):
@@ -421,8 +650,8 @@ class SyntheticCache:
         buffer = io.BytesIO()
         np.save(buffer, signals, allow_pickle=False)
         data = buffer.getbuffer()
+        self._check_config_unchanged(f"writing shard {shard} of")
         _write_atomic(self.shard_path(shard), data)
-        jobs = self.plan.jobs.iloc[start:stop]
         part = {
             "shard": shard,
             "file": self.shard_path(shard).name,
@@ -430,8 +659,9 @@ class SyntheticCache:
             "num_bytes": len(data),
             "shape": list(signals.shape),
             "dtype": "float16",
+            "config": self.config.key_dict(),
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "rows": _job_records(jobs),
+            "rows": _job_records(self.plan.jobs.iloc[start:stop]),
         }
         _write_atomic(self.part_path(shard), json.dumps(part).encode())
 
@@ -440,22 +670,23 @@ class SyntheticCache:
         self.part_path(shard).unlink(missing_ok=True)
         self.shard_path(shard).unlink(missing_ok=True)
 
-    def merge_manifest(self) -> pd.DataFrame:
-        """Concatenate the parts of all complete shards into ``manifest.csv`` and return it."""
+    def _manifest_frame(self, shards) -> pd.DataFrame:
         frames = []
-        for shard in sorted(self.completed_shards()):
-            part = json.loads(self.part_path(shard).read_text())
-            rows = pd.DataFrame(part["rows"])
+        for shard in sorted(shards):
+            rows = pd.DataFrame(json.loads(self.part_path(shard).read_text())["rows"])
             rows["shard"] = shard
             rows["offset"] = np.arange(len(rows))
             frames.append(rows)
-        columns = ["index", "labels", "report", "age", "sex", "heart_rate", "seed"]
-        manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns + ["shard", "offset"])
+        manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
         manifest["model_id"] = self.config.model_id
         manifest["sampler"] = self.config.sampler
         manifest["num_inference_steps"] = self.config.num_inference_steps
         manifest["guidance_scale"] = self.config.guidance_scale
-        manifest = manifest[columns + ["model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]]
+        return manifest[MANIFEST_COLUMNS]
+
+    def merge_manifest(self) -> pd.DataFrame:
+        """Concatenate the parts of all complete shards into ``manifest.csv`` and return it."""
+        manifest = self._manifest_frame(self.completed_shards())
         with self.lock():
             _write_atomic(self.root / MANIFEST_FILE, manifest.to_csv(index=False).encode())
         return manifest
@@ -471,22 +702,26 @@ class SyntheticCache:
     def load_shard(self, shard: int, mmap_mode: str | None = "r") -> np.ndarray:
         """``(rows, 12, num_samples)`` float16 of a complete shard, memory-mapped read-only by default.
 
-        ``mmap_mode`` is passed to ``np.load``: ``"c"`` (copy-on-write) gives a writable view that
-        never changes the file, ``None`` reads the shard into memory.
+        The first load in a process checks the shard (size, sha256, finite values, settings), which
+        reads it once. ``mmap_mode`` is passed to ``np.load``: ``"c"`` (copy-on-write) gives a writable
+        view that never changes the file, ``None`` reads the shard into memory.
+
+        Raises:
+            IncompleteCacheError: if the shard is not built.
+            CorruptCacheError: if it is not what was written.
         """
-        start, stop = self.shard_bounds(shard)
+        self.shard_bounds(shard)
         if not self.is_complete(shard):
             raise IncompleteCacheError(
                 f"shard {shard} of {self.root} is not built; resume the build with {BUILD_HINT.format(root=self.root)}."
             )
-        array = np.load(self.shard_path(shard), mmap_mode=mmap_mode, allow_pickle=False)
-        expected = (stop - start, NUM_LEADS, self.config.num_samples)
-        if array.shape != expected or array.dtype != np.float16:
-            raise ValueError(
-                f"shard {shard} of {self.root} should hold float16 {expected}, but holds {array.dtype} {array.shape}; "
-                "run `ecgaug cache verify`."
-            )
-        return array
+        checked = self._checked_in_this_process()
+        if shard not in checked:
+            problem = self._shard_problem(shard)
+            if problem is not None:
+                raise self._corrupt(problem)
+            checked.add(shard)
+        return np.load(self.shard_path(shard), mmap_mode=mmap_mode, allow_pickle=False)
 
     def check_finished(self) -> None:
         """Raise :class:`IncompleteCacheError` unless every shard is complete."""
@@ -499,58 +734,131 @@ class SyntheticCache:
             )
 
     # ---------------------------------------------------------------------------- verification
-    def verify(self, show_progress: bool = False) -> VerifyResult:
-        """Check every built shard's size, sha256, header and rows against its manifest part and the plan."""
-        complete, missing, problems = [], [], []
-        jobs = self.plan.jobs
+    def _shard_problem(self, shard: int) -> str | None:
+        """What is wrong with complete shard ``shard`` (its part, size, sha256, header, values, settings), or None."""
+        start, stop = self.shard_bounds(shard)
+        path, part_path = self.shard_path(shard), self.part_path(shard)
+        name, part_name = f"{SHARD_DIR}/{path.name}", f"{SHARD_DIR}/{part_path.name}"
         try:
-            if not np.array_equal(self.targets(), self.plan.targets):
-                problems.append((-1, f"{TARGETS_FILE} does not match the plan's labels"))
+            part = json.loads(part_path.read_bytes())
         except (OSError, ValueError) as error:
-            problems.append((-1, f"{TARGETS_FILE} is unreadable: {error}"))
+            return f"{part_name} (the manifest part of shard {shard}) is unreadable ({error})"
+        expected_shape = [stop - start, NUM_LEADS, self.config.num_samples]
+        if not isinstance(part, dict) or not isinstance(part.get("rows"), list):
+            return f"{part_name} is not a manifest part (no rows)"
+        if part.get("shard") != shard or part.get("file") != path.name:
+            return f"{part_name} describes shard {part.get('shard')!r} ({part.get('file')!r}), not shard {shard}: parts were swapped or copied"
+        if part.get("shape") != expected_shape or part.get("dtype") != "float16":
+            return f"{part_name} records {part.get('dtype')} {part.get('shape')}, but shard {shard} should hold float16 {expected_shape}"
+        recorded = part.get("config")  # absent in parts written before ecgaug recorded it
+        if recorded is not None and recorded != self.config.key_dict():
+            differences = [f"{key}={recorded.get(key)!r} (cache.json: {value!r})" for key, value in self.config.key_dict().items()
+                           if recorded.get(key) != value]  # fmt: skip
+            return f"{name} was generated with other settings than {CONFIG_FILE} says: {', '.join(differences)}"
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != part.get("num_bytes"):
+            return f"{name} is truncated or padded: {size} bytes, expected {part.get('num_bytes')}"
+        if _sha256_file(path) != part.get("sha256"):
+            return f"{name} is corrupt: its sha256 differs from the one recorded when it was written"
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            return f"{name} is unreadable ({error})"
+        if list(array.shape) != expected_shape or array.dtype != np.float16:
+            return f"{name} holds {array.dtype} {list(array.shape)}, but should hold float16 {expected_shape}"
+        if not _all_finite(array):
+            return f"{name} holds NaN or inf values"
+        return None
+
+    def _rows_problem(self, shard: int, plan_rows: list[dict]) -> str | None:
+        """Whether the part's rows are the plan's (call after :meth:`_shard_problem` found the part sound)."""
+        start, stop = self.shard_bounds(shard)
+        rows = json.loads(self.part_path(shard).read_bytes())["rows"]
+        if len(rows) != stop - start:
+            return f"{SHARD_DIR}/{self.part_path(shard).name} lists {len(rows)} rows, but shard {shard} holds {stop - start}"
+        for offset, (row, planned) in enumerate(zip(rows, plan_rows[start:stop])):
+            if row != planned:
+                key = next((key for key in planned if row.get(key) != planned[key]), "?")
+                return (f"{SHARD_DIR}/{self.part_path(shard).name} row {offset} (ECG {start + offset}) has {key}={row.get(key)!r}, "
+                        f"but the plan has {planned.get(key)!r}")  # fmt: skip
+        return None
+
+    def _manifest_problem(self, complete: list[int], finished: bool) -> str | None:
+        """Whether ``manifest.csv`` is what merging the intact shards' parts gives (rows of unbuilt shards may lag)."""
+        path = self.root / MANIFEST_FILE
+        if not path.is_file():
+            return f"{MANIFEST_FILE} is missing; rerun the build to merge it" if finished else None
+        try:
+            rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8"))))
+        except (OSError, ValueError, csv.Error) as error:
+            return f"{MANIFEST_FILE} is unreadable ({error})"
+        expected = list(csv.reader(io.StringIO(self._manifest_frame(complete).to_csv(index=False))))
+        if rows[:1] != expected[:1]:
+            return f"{MANIFEST_FILE} has columns {rows[0] if rows else []}, expected {expected[0]}"
+        by_place = {tuple(row[-2:]): row for row in expected[1:]}
+        for line, row in enumerate(rows[1:], start=2):
+            want = by_place.get(tuple(row[-2:])) if len(row) == len(expected[0]) else None
+            if want is None:
+                if finished:
+                    return f"{MANIFEST_FILE} line {line} names no ECG of the cache (shard, offset = {row[-2:]})"
+                continue  # a row of a shard that is not built (any more): the manifest of a partial build lags
+            if row != want:
+                column = next(i for i, (mine, theirs) in enumerate(zip(row, want)) if mine != theirs)
+                return (f"{MANIFEST_FILE} line {line} (ECG {want[0]}) has {expected[0][column]}={row[column]!r}, but its shard's "
+                        f"part and {CONFIG_FILE} say {want[column]!r}")  # fmt: skip
+        if finished and rows != expected:
+            return f"{MANIFEST_FILE} has {len(rows) - 1} rows but {len(expected) - 1} ECGs are built; rerun the build to merge it"
+        return None
+
+    def verify(self, show_progress: bool = False) -> VerifyResult:
+        """Check every file of the cache against what was recorded when it was written.
+
+        ``plan.jsonl`` against ``plan_sha256``; ``targets.npy`` against the plan; each built shard's
+        part (readable, its shard, the plan's rows, the cache's settings) and ``.npy`` (size, sha256,
+        header, finite values); ``manifest.csv`` against the parts and ``cache.json``.
+        """
+        problems: list[Problem] = []
+        plan, plan_problem = self._read_plan()
+        plan_rows = None
+        if plan_problem is not None:  # then the parts' rows and targets.npy cannot be checked
+            problems.append(plan_problem)
+        else:
+            self._plan, plan_rows = plan, _job_records(plan.jobs)
+            targets_problem = self._targets_problem()
+            if targets_problem is not None:
+                problems.append(Problem(targets_problem, files=(TARGETS_FILE,)))
+        complete, missing = [], []
         for shard in tqdm(range(self.num_shards), desc="verifying", disable=not show_progress):
-            start, stop = self.shard_bounds(shard)
             if not self.is_complete(shard):
                 missing.append(shard)
                 continue
-            problem = self._shard_problem(shard, start, stop, jobs)
+            problem = self._shard_problem(shard)
+            if problem is None and plan_rows is not None:
+                problem = self._rows_problem(shard, plan_rows)
             if problem is None:
                 complete.append(shard)
             else:
-                problems.append((shard, problem))
-        manifest_path = self.root / MANIFEST_FILE
-        num_built = sum(self.shard_bounds(s)[1] - self.shard_bounds(s)[0] for s in complete)
-        if complete and not problems and not missing:  # a partial build's manifest is expected to be partial
-            if not manifest_path.is_file():
-                problems.append((-1, f"{MANIFEST_FILE} is missing; rerun the build to merge it"))
-            else:
-                with open(manifest_path) as handle:
-                    num_rows = sum(1 for _ in handle) - 1
-                if num_rows != num_built:
-                    problems.append((-1, f"{MANIFEST_FILE} has {num_rows} rows but {num_built} ECGs are built; rerun the build to merge it"))
+                files = (f"{SHARD_DIR}/{self.part_path(shard).name}", f"{SHARD_DIR}/{self.shard_path(shard).name}")
+                problems.append(Problem(problem, shard, files))
+        for extra in sorted(self._part_numbers() - set(range(self.num_shards))):
+            part = f"{SHARD_DIR}/{self.part_path(extra).name}"
+            problems.append(Problem(f"{part} is beyond the plan's {self.num_shards} shards", None, (part,)))
+        manifest_problem = self._manifest_problem(complete, finished=not missing and len(complete) == self.num_shards)
+        if manifest_problem is not None:
+            problems.append(Problem(manifest_problem, files=(MANIFEST_FILE,)))
         return VerifyResult(num_shards=self.num_shards, complete=complete, missing=missing, problems=problems)
 
-    def _shard_problem(self, shard: int, start: int, stop: int, jobs: pd.DataFrame) -> str | None:
-        path = self.shard_path(shard)
-        try:
-            part = json.loads(self.part_path(shard).read_text())
-        except (OSError, ValueError) as error:
-            return f"manifest part {self.part_path(shard).name} is unreadable ({error})"
-        if not path.is_file():
-            return f"{path.name} is missing"
-        size = path.stat().st_size
-        if size != part["num_bytes"]:
-            return f"{path.name} is truncated or padded: {size} bytes, expected {part['num_bytes']}"
-        if _sha256_file(path) != part["sha256"]:
-            return f"{path.name} is corrupt: sha256 differs from the one recorded when it was written"
-        try:
-            self.load_shard(shard)
-        except (ValueError, OSError) as error:
-            return f"{path.name} is unreadable: {error}"
-        indices = [row["index"] for row in part["rows"]]
-        if indices != list(range(start, stop)) or [row["seed"] for row in part["rows"]] != jobs["seed"].iloc[start:stop].tolist():
-            return f"manifest part of shard {shard} does not match the plan's rows {start}..{stop - 1}"
-        return None
+    def delete_corrupt(self, result: VerifyResult) -> list[str]:
+        """Delete the files of ``result``'s problems that a build regenerates; returns them (relative paths)."""
+        deleted = []
+        with self.lock():
+            for problem in result.problems:
+                for name in problem.files:  # a shard's part comes first, so the shard reads as missing
+                    (self.root / name).unlink(missing_ok=True)
+                    deleted.append(name)
+        return deleted
 
     # ----------------------------------------------------------------------------------- summary
     def summary(self) -> dict:

@@ -7,7 +7,9 @@ lead order and sampling rate, and the target in the base's format (multi-hot vec
 class order, or an integer class index for single-label data).
 
 Shards are memory-mapped lazily, once per process, so the dataset is cheap to pickle and works
-with ``DataLoader(num_workers > 0)``.
+with ``DataLoader(num_workers > 0)``. Nothing is read unchecked: opening checks ``targets.npy``
+against the cache's plan, and each process checks a shard (sha256, finite values) the first time
+it maps it, raising :class:`~ecgaug.augment.cache.CorruptCacheError` naming the file and the fix.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ class AugmentedDataset(Dataset):
             Must name the same classes as the cache (order may differ; targets are reordered).
         sampling_rate: The base's sampling rate in Hz. Default: ``base.sampling_rate``. Synthetic ECGs
             are FFT-resampled to the base's length; a cache whose records last another duration is refused.
-        lead_order: The base's lead order (``"ptbxl"``, ``"mimic"`` or lead names). Default:
+        lead_order: The base's lead order (``"ptbxl"``, ``"mimic"`` or 12 lead names). Default:
             ``base.lead_order`` if the base has one, else ``"ptbxl"`` (the ecgaug convention).
         signal_key, target_key: Keys of the signal and target in dict items.
         fill_values: For dict items, values of keys other than the signal, target and
@@ -54,6 +56,12 @@ class AugmentedDataset(Dataset):
             ``generator``) and writing them to the cache. Otherwise the cache must be complete.
         generator: The model for ``on_demand``; must be the model and sampler that made the cache.
         generation_batch_size: ``generate`` batch size for ``on_demand`` (``None``: the generator's default).
+
+    Raises:
+        CacheMismatchError: if the cache cannot be made to look like the base (classes, duration, model).
+        CorruptCacheError: if a cache file is damaged (at construction, or when a shard is first read).
+        ValueError: if ``lead_order`` does not name the base's 12 leads; :attr:`targets` if a base
+            target is NaN.
 
     Attributes:
         num_real, num_synthetic: Item counts of each part.
@@ -157,7 +165,7 @@ class AugmentedDataset(Dataset):
             raise TypeError(f"base signals should be torch tensors or numpy arrays, but got {type(signal).__name__}")
         if signal.ndim != 2 or signal.shape[0] != 12:
             raise ValueError(f"base signals should be channel-first (12, num_samples), but got shape {tuple(signal.shape)}")
-        self.num_samples = int(signal.shape[1])
+        self.num_leads, self.num_samples = int(signal.shape[0]), int(signal.shape[1])
 
         if isinstance(target, (bool, np.bool_)) or (hasattr(target, "dtype") and target.dtype in (torch.bool, np.bool_) and target.ndim == 0):
             raise TypeError("base targets should be class indices or multi-hot vectors, but got a boolean scalar")
@@ -191,7 +199,12 @@ class AugmentedDataset(Dataset):
         if lead_order is None:
             lead_order = getattr(self.base, "lead_order", "ptbxl")
         self.lead_order = lead_order
-        resolve_lead_order(lead_order)
+        leads = resolve_lead_order(lead_order)
+        if len(leads) != self.num_leads:
+            raise ValueError(
+                f"lead_order names {len(leads)} leads {list(leads)}, but the base's signals have {self.num_leads} leads; "
+                "pass the order of all the base's leads (synthetic items have the same leads as real ones)"
+            )
         base_seconds = self.num_samples / self.sampling_rate
         cache_seconds = config.num_samples / config.sampling_rate
         if not math.isclose(base_seconds, cache_seconds, abs_tol=1.0 / self.sampling_rate):
@@ -223,8 +236,9 @@ class AugmentedDataset(Dataset):
             raise ValueError(f"base targets have length {self._target_length}, but there are {len(self.classes)} classes")
         order = [cache_classes.index(name) for name in self.classes]
         self._order = None if order == list(range(len(order))) else np.asarray(order)  # cache column of each base class
+        synthetic_targets = self.cache.targets()  # checked against the plan here, once
         if self._target_format == "index":
-            num_labels = self.cache.targets().sum(axis=1)
+            num_labels = synthetic_targets.sum(axis=1)
             if (num_labels != 1).any():
                 raise CacheMismatchError(
                     f"The base is single-label (integer targets), but {(num_labels != 1).sum()} synthetic records of the "
@@ -271,6 +285,12 @@ class AugmentedDataset(Dataset):
             items = (self.base[i] for i in range(self.num_real))
             key = self.target_key if self._container == "dict" else 1
             targets = np.stack([np.asarray(item[key]) for item in tqdm(items, total=self.num_real, desc="reading base targets")])
+        if np.issubdtype(targets.dtype, np.floating) and np.isnan(targets).any():
+            index = int(np.flatnonzero(np.isnan(targets.reshape(self.num_real, -1)).any(axis=1))[0])
+            raise ValueError(
+                f"base target {index} is NaN ({type(self.base).__name__}[{index}]); a missing label cannot be read as "
+                "absent. Drop or label such records in the base before wrapping it."
+            )
         if self._target_format == "index":
             return targets.astype(np.int64).reshape(self.num_real)
         return to_multi_hot(targets, len(self.classes)).astype(np.float32)

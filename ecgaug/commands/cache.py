@@ -2,7 +2,8 @@
 
 ``build`` plans the synthetic ECGs a PTB-XL split needs (or reads a saved plan) and generates
 them into a cache folder; it resumes a killed build and splits the work across ranks under
-``torchrun --nproc_per_node K``. ``verify`` checks every shard's checksum; ``info`` summarises.
+``torchrun --nproc_per_node K``. ``verify`` checks every file of a cache against its recorded
+checksums (``--delete_corrupt`` deletes what a rebuild regenerates); ``info`` summarises.
 
 Runs standalone too (``python -m ecgaug.commands.cache build ...``), which ``torchrun -m`` can use.
 """
@@ -27,13 +28,15 @@ def register(subparsers) -> None:
 
     verify = commands.add_parser(
         "verify",
-        help="check every shard's size and sha256",
-        description="Check every built shard against its recorded size and sha256. Exit status 0 when the cache "
-        "is complete and intact, 1 when a shard is corrupt or truncated, 2 when shards are not built yet.",
+        help="check every file of a cache against its recorded checksums",
+        description="Check cache.json, plan.jsonl (its sha256), targets.npy, every built shard (size, sha256, values, "
+        "settings, manifest part) and manifest.csv (against the parts and the plan); one line per problem. Exit "
+        "status 0 when the cache is complete and intact, 1 when something is corrupt, 2 when shards are not built yet.",
     )
     verify.add_argument("cache_dir", help="the cache folder")
     verify.add_argument("--delete_corrupt", action="store_true",
-                        help="delete corrupt shards so that the next `ecgaug cache build` regenerates them")  # fmt: skip
+                        help="delete corrupt shards, manifest, plan.jsonl or targets.npy, so that rerunning "
+                             "`ecgaug cache build` with the same arguments regenerates them")  # fmt: skip
     verify.set_defaults(func=verify_command)
 
     info = commands.add_parser("info", help="summarise a cache", description="Print a cache's settings, progress and per-class counts.")
@@ -79,7 +82,9 @@ def _register_build(commands) -> None:
 
     model = build.add_argument_group("model and sampling")
     model.add_argument("--model", default="ptbxl-lite", help="DiffuSETSPipeline name or folder")
-    model.add_argument("--text_encoder", default=None, help="text encoder of the pipeline (None: its default)")
+    model.add_argument("--text_encoder", default=None, metavar="{openai,minilm,table}",
+                       help="text encoder of the pipeline (None: the one the model names)")  # fmt: skip
+    model.add_argument("--text_table", default=None, help="embeddings CSV (text,embed) for --text_encoder table")
     model.add_argument("--scheduler", default=None, help="scheduler of the pipeline (None: its default)")
     model.add_argument("--generator", default=None, metavar="MODULE:FACTORY",
                        help="use FACTORY() from MODULE as the generator instead of --model (tests, custom models)")  # fmt: skip
@@ -99,6 +104,8 @@ def _check_build_args(args) -> None:
     """Cross-argument checks, before any work."""
     if (args.plan is None) == (args.ptbxl_root is None):
         raise SystemExit("ecgaug cache build: pass exactly one of --ptbxl_root (plan from PTB-XL) or --plan (a saved plan)")
+    if (args.text_encoder == "table") != (args.text_table is not None):
+        raise SystemExit("ecgaug cache build: --text_encoder table needs --text_table PATH (and --text_table needs --text_encoder table)")
     if args.generator is not None:
         module_name, _, factory_name = args.generator.partition(":")
         if not module_name or not factory_name:
@@ -145,9 +152,17 @@ def _load_generator(args):
         generator = getattr(importlib.import_module(module_name), factory_name)()
     else:
         from ecgaug.pipeline import DiffuSETSPipeline
+        from ecgaug.text.encoders import get_text_encoder
 
-        components = {name: getattr(args, name) for name in ("text_encoder", "scheduler") if getattr(args, name) is not None}
-        generator = DiffuSETSPipeline.from_pretrained(args.model, **components)
+        components = {}
+        if args.scheduler is not None:
+            components["scheduler"] = args.scheduler
+        try:
+            if args.text_encoder is not None:  # from_pretrained takes an encoder, not a name
+                components["text_encoder"] = get_text_encoder(args.text_encoder, path=args.text_table)
+            generator = DiffuSETSPipeline.from_pretrained(args.model, **components)
+        except (ValueError, OSError, ImportError) as error:  # unknown encoder, missing table, wrong embedding size...
+            raise SystemExit(f"ecgaug cache build: error: {error}") from None
     device = args.device
     if device == "auto":
         device = f"cuda:{distributed_env()[2]}" if torch.cuda.is_available() else "cpu"
@@ -160,13 +175,13 @@ def _load_generator(args):
 
 def build_command(args) -> int:
     from ecgaug.augment.builder import run_build
-    from ecgaug.augment.cache import CacheMismatchError
+    from ecgaug.augment.cache import CacheBusyError, CacheMismatchError, CorruptCacheError
     from ecgaug.schedulers import DEFAULT_NUM_INFERENCE_STEPS
 
     _check_build_args(args)
     try:
         plan = _make_plan(args)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
     generator = _load_generator(args)
@@ -188,7 +203,7 @@ def build_command(args) -> int:
             overwrite=args.overwrite,
             show_progress=not args.no_progress,
         )
-    except (CacheMismatchError, FileExistsError) as error:
+    except (CacheMismatchError, CacheBusyError, CorruptCacheError, FileExistsError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
     prefix = f"[rank {result.rank}/{result.world_size}] " if result.world_size > 1 else ""
@@ -198,34 +213,38 @@ def build_command(args) -> int:
 
 
 def verify_command(args) -> int:
-    from ecgaug.augment.cache import SyntheticCache
+    from ecgaug.augment.cache import REBUILD_HINT, REPAIR_HINT, CorruptCacheError, SyntheticCache
 
     try:
         cache = SyntheticCache(args.cache_dir)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, CorruptCacheError) as error:
         print(f"ecgaug cache verify: error: {error}", file=sys.stderr)
         return 1
     result = cache.verify(show_progress=True)
-    for shard, problem in result.problems:
-        print(f"{'cache' if shard < 0 else f'shard {shard}'}: {problem}")
+    for problem in result.problems:
+        print(problem.message)
     if args.delete_corrupt:
-        for shard, _ in result.problems:
-            if shard >= 0:
-                cache.remove_shard(shard)
-                print(f"deleted shard {shard}; `ecgaug cache build` will regenerate it")
+        for name in cache.delete_corrupt(result):
+            print(f"deleted {name}")
+    num_corrupt = sum(problem.shard is not None for problem in result.problems)
     print(f"{cache.root}: {len(result.complete)} of {result.num_shards} shards intact, {len(result.missing)} not built, "
-          f"{sum(s >= 0 for s, _ in result.problems)} corrupt")  # fmt: skip
+          f"{num_corrupt} corrupt, {len(result.problems) - num_corrupt} other problems")  # fmt: skip
+    if any(problem.files for problem in result.problems):
+        fix = "rerun `ecgaug cache build` with the same arguments" if args.delete_corrupt else REPAIR_HINT.format(root=cache.root)
+        print(f"fix: {fix} (it regenerates what was deleted)", file=sys.stderr)
+    if any(not problem.files for problem in result.problems):
+        print(f"fix: {REBUILD_HINT.format(root=cache.root)} (cache.json no longer describes the cache)", file=sys.stderr)
     if not result.ok:
         return 1
     return 0 if result.finished else 2
 
 
 def info_command(args) -> int:
-    from ecgaug.augment.cache import SyntheticCache
+    from ecgaug.augment.cache import CorruptCacheError, SyntheticCache
 
     try:
         summary = SyntheticCache(args.cache_dir).summary()
-    except FileNotFoundError as error:
+    except (FileNotFoundError, CorruptCacheError) as error:
         print(f"ecgaug cache info: error: {error}", file=sys.stderr)
         return 1
     if args.json:
