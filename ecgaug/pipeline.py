@@ -57,7 +57,7 @@ def _weights_digest(*paths: Path) -> str:
 def _per_row(value, n: int, name: str) -> list:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):
         value = value.tolist()
     if isinstance(value, (str, int, float)) or value is None:
         return [value] * n
@@ -296,6 +296,7 @@ class DiffuSETSPipeline:
             _sex_to_float(value)
         return num_conditions
 
+    @torch.no_grad()
     def encode_ecgs(self, ecgs, *, lead_order: str | Sequence[str] = "ptbxl", sampling_rate: float = 100.0,
                     batch_size: int = 64) -> torch.Tensor:
         """Latents ``(B, 4, 128)`` of real 10 s ECGs ``(B, 12, 10 * sampling_rate)`` in mV (the VAE's posterior mean)."""
