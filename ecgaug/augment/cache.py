@@ -75,6 +75,7 @@ FLOAT16_MAX = 65504.0
 BUILD_HINT = "`ecgaug cache build --output_dir {root} ...`"
 REBUILD_HINT = "rebuild the cache with `ecgaug cache build --overwrite --output_dir {root} ...`"
 REPAIR_HINT = "run `ecgaug cache verify --delete_corrupt {root}`, then rerun `ecgaug cache build` with the same arguments"
+CACHE_NAMES = {CONFIG_FILE, PLAN_FILE, TARGETS_FILE, MANIFEST_FILE, SHARD_DIR, BUILDERS_DIR}
 PART_NAME = re.compile(r"shard-(\d{6})\.json")
 MANIFEST_COLUMNS = ["index", "labels", "report", "age", "sex", "heart_rate", "seed",
                     "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]  # fmt: skip
@@ -337,7 +338,7 @@ class SyntheticCache:
     def __init__(self, root):
         self.root = Path(root)
         config_path = self.root / CONFIG_FILE
-        if not config_path.is_file():
+        if not config_path.is_file() and not self._part_numbers():
             raise FileNotFoundError(
                 f"No synthetic ECG cache at {self.root} ({CONFIG_FILE} not found). Build one with {BUILD_HINT.format(root=self.root)}."
             )
@@ -383,6 +384,7 @@ class SyntheticCache:
         root.mkdir(parents=True, exist_ok=True)
         with _flock(root / LOCK_FILE, blocking=True):
             _remove_temporaries(root)
+            others = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
             if (root / CONFIG_FILE).is_file():
                 try:
                     existing = cls(root)
@@ -400,23 +402,23 @@ class SyntheticCache:
                         )
                     cls._write_plan_files(root, plan, only_missing=True)
                     return existing
-                live = _live_builders(root)
-                if live:
-                    raise CacheBusyError(
-                        f"Cannot overwrite the cache at {root}: {_describe_builder(live[0])} is building it"
-                        + (f" (and {len(live) - 1} more builders)" if len(live) > 1 else "")
-                        + ". Wait for it to finish or stop it, then rerun; or use another --output_dir."
-                    )
-                cls._clear(root)
-            else:
-                others = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
-                if cls._is_unfinished_creation(root, others):  # killed before cache.json was written
-                    cls._clear(root)
-                elif others:
+            elif others and not cls._is_unfinished_creation(root, others):  # killed before cache.json was written: redo
+                if not set(others) <= CACHE_NAMES:
                     raise FileExistsError(
                         f"{root} is not empty and holds no ecgaug cache ({CONFIG_FILE} missing; found {sorted(others)[:5]}). "
                         "Choose a new or empty folder for the cache."
                     )
+                if not overwrite:
+                    raise FileExistsError(f"{root} holds a cache whose {CONFIG_FILE} is missing, so its settings are lost; "
+                                          "pass --overwrite (overwrite=True) to delete it and rebuild it.")  # fmt: skip
+            live = _live_builders(root)
+            if live:
+                raise CacheBusyError(
+                    f"Cannot overwrite the cache at {root}: {_describe_builder(live[0])} is building it"
+                    + (f" (and {len(live) - 1} more builders)" if len(live) > 1 else "")
+                    + ". Wait for it to finish or stop it, then rerun; or use another --output_dir."
+                )
+            cls._clear(root)
             (root / SHARD_DIR).mkdir(exist_ok=True)
             cls._write_plan_files(root, plan, only_missing=False)
             _write_atomic(root / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
@@ -436,8 +438,7 @@ class SyntheticCache:
     @staticmethod
     def _is_unfinished_creation(root: Path, names: list[str]) -> bool:
         """Only files that :meth:`create` writes before ``cache.json``, and no shard yet."""
-        ours = {SHARD_DIR, PLAN_FILE, TARGETS_FILE, BUILDERS_DIR}
-        if not names or any(name not in ours and not (name.startswith(".") and name.endswith(".tmp")) for name in names):
+        if not set(names) <= {SHARD_DIR, PLAN_FILE, TARGETS_FILE}:
             return False
         return not (root / SHARD_DIR).is_dir() or not any((root / SHARD_DIR).iterdir())
 
@@ -520,7 +521,8 @@ class SyntheticCache:
             targets = np.load(io.BytesIO(data), allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             return f"{TARGETS_FILE} is unreadable ({error})"
-        if targets.shape != (self.num_records, len(self.config.classes)) or not np.array_equal(targets, self.plan.targets):
+        planned = self.plan.targets
+        if targets.shape != planned.shape or not np.array_equal(targets, planned):
             return f"{TARGETS_FILE} does not hold the plan's labels"
         self._targets_sha256 = digest
         return None
