@@ -1,6 +1,8 @@
 """OpenAITextEncoder against a local imitation of ``POST /v1/embeddings``, through the real client."""
 import json
 import logging
+import re
+import socket
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -162,3 +164,45 @@ def test_cached_openai_encoder_sends_no_text_twice(server, api_key, tmp_path):
 def test_invalid_arguments(api_key, kwargs, match):
     with pytest.raises(ValueError, match=match):
         OpenAITextEncoder(**kwargs)
+
+
+@pytest.fixture
+def silent_url():
+    """A loopback port that accepts connections (the kernel's backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()
+
+
+def test_total_timeout_bounds_a_server_that_never_answers(silent_url, api_key):
+    encoder = OpenAITextEncoder(FAKE_MODEL, base_url=silent_url, request_timeout=30, total_timeout=0.3, max_retries=5)
+    with pytest.raises(TimeoutError, match=rf"{re.escape(silent_url)}/embeddings within total_timeout=0.3 s"):
+        encoder.encode(["sinus rhythm"])
+
+
+def test_request_timeout_then_retries_then_an_error_naming_the_url(silent_url, api_key):
+    encoder = OpenAITextEncoder(FAKE_MODEL, base_url=silent_url, request_timeout=0.1, total_timeout=None, max_retries=1)
+    with pytest.raises(ConnectionError, match=rf"{re.escape(silent_url)}/embeddings \(2 attempts, request_timeout 0.1 s\)"):
+        encoder.encode(["sinus rhythm"])
+
+
+def test_refused_connection_names_the_url(api_key):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()  # nothing listens there now
+    with pytest.raises(ConnectionError, match=re.escape(url)):
+        OpenAITextEncoder(FAKE_MODEL, base_url=url, max_retries=0).encode(["sinus rhythm"])
+
+
+def test_request_timeout_option_is_merged_onto_the_models_encoder(api_key):
+    from ecgaug.pipeline import _text_encoder
+
+    encoder = _text_encoder({"type": "openai", "model": "text-embedding-ada-002"}, {"request_timeout": 5}, None)
+    assert isinstance(encoder, OpenAITextEncoder) and encoder.request_timeout == 5 and encoder.model == "text-embedding-ada-002"
+    with pytest.raises(ValueError, match="request_timeout"):
+        OpenAITextEncoder(request_timeout=0)
+    with pytest.raises(ValueError, match="does not accept"):
+        get_text_encoder("minilm", request_timeout=5)

@@ -114,7 +114,10 @@ def get_text_encoder(name: str, *, cache_dir: str | os.PathLike | None = None, *
     if name not in classes:
         raise ValueError(f"Unknown text encoder {name!r}. Valid values are {list(classes)}.")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    encoder = classes[name](**kwargs)
+    try:
+        encoder = classes[name](**kwargs)
+    except TypeError as error:  # an option of another backend, e.g. request_timeout for minilm
+        raise ValueError(f"Text encoder {name!r} does not accept the options {sorted(kwargs)}: {error}") from None
     if cache_dir is not None:
         from .cache import CachedTextEncoder
 
