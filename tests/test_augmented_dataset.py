@@ -129,6 +129,21 @@ def test_caches_that_do_not_fit_are_refused(cache, real):
         AugmentedDataset(TensorDataset(signals.transpose(1, 2), targets), cache, classes=CLASSES, sampling_rate=100)
 
 
+def test_a_lead_order_that_is_not_the_bases_leads_is_refused(cache, real):
+    eight = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+    with pytest.raises(ValueError, match=r"lead_order names 8 leads .* the base's signals have 12 leads"):
+        AugmentedDataset(TensorDataset(*real), cache, classes=CLASSES, sampling_rate=100, lead_order=eight)
+
+
+def test_nan_base_targets_are_an_error_naming_the_record(cache, real):
+    signals, targets = real
+    targets = targets.clone()
+    targets[7, 2] = float("nan")
+    dataset = AugmentedDataset(TensorDataset(signals, targets), cache, classes=CLASSES, sampling_rate=100)
+    with pytest.raises(ValueError, match=r"base target 7 is NaN"):
+        dataset.targets
+
+
 def test_class_order_is_matched_by_name(cache, plan, real):
     signals, targets = real
     order = [3, 1, 0, 2]

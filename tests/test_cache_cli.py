@@ -83,3 +83,24 @@ def test_help(action, capsys):
         run([action, "--help"])
     assert exit_info.value.code == 0
     assert len(capsys.readouterr().out) > 200
+
+
+def build_parser_args(argv):
+    parser = argparse.ArgumentParser(prog="ecgaug")
+    cache_command.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["cache", "build", "--plan", "plan.jsonl", "--output_dir", "cache", "--device", "cpu", *argv])
+
+
+def test_build_text_encoder_names_an_encoder(tmp_path):
+    from ecgaug.text import MiniLMTextEncoder
+
+    generator = cache_command._load_generator(build_parser_args(["--text_encoder", "minilm"]))
+    assert isinstance(generator.text_encoder, MiniLMTextEncoder)
+    with pytest.raises(SystemExit, match=r"error: Unknown text encoder 'clip'"):
+        cache_command._load_generator(build_parser_args(["--text_encoder", "clip"]))
+    table = tmp_path / "embeddings.csv"
+    table.write_text('text,embed\nsinus rhythm,"[0.1, 0.2, 0.3]"\n')
+    with pytest.raises(SystemExit, match=r"error: .*3-d embeddings"):  # ptbxl-lite expects 384-d MiniLM ones
+        cache_command._load_generator(build_parser_args(["--text_encoder", "table", "--text_table", str(table)]))
+    with pytest.raises(SystemExit, match="--text_encoder table needs --text_table"):
+        cache_command._check_build_args(build_parser_args(["--text_encoder", "table"]))
