@@ -87,7 +87,7 @@ def local_folder(tmp_path_factory):
 @pytest.fixture
 def hub(local_folder, monkeypatch):
     files = {p.name: p.read_bytes() for p in local_folder.iterdir()}
-    files["ptbxl_text_embed.csv"] = b'text,embed\n"a","[0.0]"\n'
+    files["ptbxl_text_embed.csv"] = ('text,embed\n"Most importantly, the 1st diagnosis is sinus rhythm.","[' + ", ".join(["0.01"] * 1536) + ']"\n').encode()
     server = FakeHub(files)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
@@ -147,3 +147,14 @@ def test_convert_cli_takes_a_hub_id_and_a_revision(hub, tmp_path, monkeypatch):
     assert index["source"] == REPO and index["revision"] == COMMIT
     loaded = DiffuSETSPipeline.from_pretrained(tmp_path / "converted", text_encoder=HashTextEncoder(1536))
     assert loaded.unet.config.text_embed_dim == 1536
+
+
+def test_generate_cli_with_upstream_hub_id_and_its_published_table(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    code = main(["generate", "--report", "sinus rhythm", "--age", "60", "--sex", "M", "--heart_rate", "70", "--out", str(out),
+                 "--upstream", REPO, "--revision", COMMIT, "--text_table", "--num_inference_steps", "1", "--device", "cpu"])
+    assert code == 0
+    meta = json.loads((out / "generation.json").read_text())
+    assert meta["upstream"] == REPO and meta["revision"] == COMMIT and meta["model_id"].startswith("diffusets-published-")
+    assert meta["text_encoder"] == {"type": "table", "path": None}
