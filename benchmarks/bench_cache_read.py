@@ -5,14 +5,17 @@ plus a preprocessed float32 memory map of random "real" ECGs read the way ``PTBX
 own, then measures in one process:
 
 1. real ECGs/s from the plain memory-mapped dataset (the baseline),
-2. synthetic ECGs/s through ``AugmentedDataset`` (random and sequential order), and the
-   wrapper's cost relative to the baseline,
-3. real ECGs/s through ``AugmentedDataset`` (the pass-through cost),
-4. memory: private (anonymous) and file-backed resident memory of a fresh process that opens a
+2. the integrity check a process makes the first time it maps each shard (sha256, finite
+   values), against mapping the shards unchecked: its cost per process and epoch,
+3. synthetic ECGs/s through ``AugmentedDataset`` (random and sequential order, after the first
+   touch), and the wrapper's cost relative to the baseline,
+4. real ECGs/s through ``AugmentedDataset`` (the pass-through cost),
+5. memory: private (anonymous) and file-backed resident memory of a fresh process that opens a
    small and the full cache and reads from it, and along one full pass over the full cache.
 
 The last line is ``cache_read_ecgs_per_s: N`` (synthetic items through ``AugmentedDataset``,
-random order). Everything is written under ``--root`` and deleted at the end unless ``--keep``.
+random order, shards already checked); the line before, ``first_epoch_ecgs_per_s``, includes
+the integrity check of every shard, i.e. one random-order epoch in a fresh process. Everything is written under ``--root`` and deleted at the end unless ``--keep``.
 
     python benchmarks/bench_cache_read.py                   # 100,000 synthetic ECGs, ~2.4 GB in /tmp
     python benchmarks/bench_cache_read.py --num_ecgs 5000   # a quick run
@@ -189,8 +192,14 @@ def main() -> None:
         real_indices = rng.integers(0, args.num_real, size=args.num_reads)
         synthetic_indices = rng.integers(dataset.num_real, len(dataset), size=args.num_reads)
         sequential_indices = dataset.num_real + np.arange(min(args.num_reads, dataset.num_synthetic))
-        for index in range(dataset.num_real, len(dataset), large.shard_size):  # map every shard once (first-touch cost)
+        start = time.perf_counter()
+        for index in range(dataset.num_real, len(dataset), large.shard_size):  # first touch: check and map every shard
             dataset[index]
+        first_touch = time.perf_counter() - start
+        start = time.perf_counter()
+        for shard in range(large.num_shards):  # what the first touch costs without the check
+            np.load(large.shard_path(shard), mmap_mode="c")[0]
+        map_only = time.perf_counter() - start
         base[0]
 
         real_rate = ecgs_per_second(base, real_indices)
@@ -203,6 +212,12 @@ def main() -> None:
         print(f"synthetic ECGs via AugmentedDataset (in order): {sequential_rate:>10,.0f} ECGs/s")
         print(f"real ECGs via AugmentedDataset (pass-through):  {passthrough_rate:>10,.0f} ECGs/s "
               f"({real_rate / passthrough_rate - 1:+.1%} time per ECG vs plain)")  # fmt: skip
+        check = first_touch - map_only
+        epoch = dataset.num_synthetic / synthetic_rate
+        first_epoch_rate = dataset.num_synthetic / (epoch + check)
+        print(f"integrity check at first touch of {large.num_shards} shards: {first_touch:.2f} s checked, {map_only:.3f} s "
+              f"unchecked ({large.summary()['disk_bytes'] / 2**30 / check:.2f} GiB/s): +{check:.2f} s once per process, "
+              f"+{check / epoch:.0%} on one random-order epoch of {dataset.num_synthetic:,} ECGs ({epoch:.2f} s)")  # fmt: skip
 
         small_probe = run_probe(small.root, real_path, args.num_real, args.num_reads, full_pass=False)
         large_probe = run_probe(large.root, real_path, args.num_real, args.num_reads, full_pass=True)
@@ -216,6 +231,7 @@ def main() -> None:
         trace = large_probe["trace"]
         print("private memory along one full pass over the large cache (MiB @ ECGs read): "
               + ", ".join(f"{kib / 1024:.1f} @ {count:,}" for count, kib in trace))  # fmt: skip
+        print(f"first_epoch_ecgs_per_s: {first_epoch_rate:.0f}")
         print(f"cache_read_ecgs_per_s: {synthetic_rate:.0f}")
     finally:
         if not args.keep:

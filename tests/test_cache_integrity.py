@@ -123,8 +123,8 @@ def shard(i, suffix=".npy"):
     return f"shards/shard-{i:06d}{suffix}"
 
 
-# (name, damage(root), what `verify` prints, the file a reader's error names: None = readers do not read that
-#  file, "rebuild": the error says cache.json is lost). Damage to cache.json is repaired by `build --overwrite`,
+# (name, damage(root), what `verify` prints, the file a reader's error names: None = (signal, target) readers do
+#  not read that file, "rebuild": the error says cache.json is lost). Damage to cache.json is repaired by `build --overwrite`,
 # every other by `verify --delete_corrupt` and the same build command.
 DAMAGES = [
     ("shard byte flipped", lambda r: flip_byte(r / shard(1), 500), "shard-000001.npy is corrupt: its sha256 differs", shard(1)),
@@ -143,8 +143,8 @@ DAMAGES = [
     ("part settings differ (mixed build)", lambda r: edit_json(r / shard(2, ".json"), lambda p: p["config"].update(num_inference_steps=5)),
      "shard-000002.npy was generated with other settings than cache.json says: num_inference_steps=5 (cache.json: 2)", shard(2)),
     ("part labels edited", lambda r: edit_json(r / shard(1, ".json"), part_label), "shard-000001.json row 2 (ECG 10) has labels=", None),
-    ("targets byte flipped", lambda r: flip_byte(r / "targets.npy", -3), "targets.npy does not hold the plan's labels", "targets.npy"),
-    ("targets truncated", lambda r: (r / "targets.npy").write_bytes((r / "targets.npy").read_bytes()[:100]), "targets.npy is unreadable", "targets.npy"),
+    ("targets byte flipped", lambda r: flip_byte(r / "targets.npy", -3), "targets.npy is corrupt", "targets.npy"),
+    ("targets truncated", lambda r: (r / "targets.npy").write_bytes((r / "targets.npy").read_bytes()[:100]), "targets.npy is corrupt", "targets.npy"),
     ("targets deleted", lambda r: (r / "targets.npy").unlink(), "targets.npy is missing", "targets.npy"),
     ("manifest invalid UTF-8", lambda r: (r / "manifest.csv").write_bytes(b"\xff\xfe" + (r / "manifest.csv").read_bytes()), "manifest.csv is unreadable", None),
     ("manifest label edited", lambda r: manifest_label(r / "manifest.csv"), "manifest.csv line 4 (ECG 2) has labels=", None),
@@ -152,14 +152,14 @@ DAMAGES = [
      "manifest.csv has 24 rows but 25 ECGs are built", None),
     ("manifest model edited", lambda r: edit_text(r / "manifest.csv", ",fake-1,", ",fake-9,"), "manifest.csv line 2 (ECG 0) has model_id='fake-9'", None),
     ("manifest deleted", lambda r: (r / "manifest.csv").unlink(), "manifest.csv is missing", None),
-    ("plan deleted", lambda r: (r / "plan.jsonl").unlink(), "plan.jsonl is missing", "plan.jsonl"),
-    ("plan invalid UTF-8", lambda r: (r / "plan.jsonl").write_bytes(b"\xff" + (r / "plan.jsonl").read_bytes()), "plan.jsonl is unreadable", "plan.jsonl"),
-    ("plan truncated", lambda r: (r / "plan.jsonl").write_bytes((r / "plan.jsonl").read_bytes()[:-30]), "plan.jsonl", "plan.jsonl"),
+    ("plan deleted", lambda r: (r / "plan.jsonl").unlink(), "plan.jsonl is missing", None),
+    ("plan invalid UTF-8", lambda r: (r / "plan.jsonl").write_bytes(b"\xff" + (r / "plan.jsonl").read_bytes()), "plan.jsonl is unreadable", None),
+    ("plan truncated", lambda r: (r / "plan.jsonl").write_bytes((r / "plan.jsonl").read_bytes()[:-30]), "plan.jsonl", None),
     ("plan report edited", lambda r: edit_json(r / "plan.jsonl", lambda row: row.update(report=row["report"] + "!"), lines=True),
-     "plan.jsonl was changed: its sha256 differs", "plan.jsonl"),
-    ("plan age edited", lambda r: edit_json(r / "plan.jsonl", lambda row: row.update(age=row["age"] + 1), lines=True), "plan.jsonl was changed", "plan.jsonl"),
-    ("plan row schema broken", lambda r: edit_json(r / "plan.jsonl", lambda row: row.pop("seed"), lines=True), "plan.jsonl is unreadable", "plan.jsonl"),
-    ("plan row not JSON", lambda r: edit_text(r / "plan.jsonl", '"seed"', "'seed'"), "plan.jsonl is unreadable", "plan.jsonl"),
+     "plan.jsonl was changed: its sha256 differs", None),
+    ("plan age edited", lambda r: edit_json(r / "plan.jsonl", lambda row: row.update(age=row["age"] + 1), lines=True), "plan.jsonl was changed", None),
+    ("plan row schema broken", lambda r: edit_json(r / "plan.jsonl", lambda row: row.pop("seed"), lines=True), "plan.jsonl is unreadable", None),
+    ("plan row not JSON", lambda r: edit_text(r / "plan.jsonl", '"seed"', "'seed'"), "plan.jsonl is unreadable", None),
     ("extra part beyond the plan", lambda r: shutil.copy(r / shard(1, ".json"), r / shard(7, ".json")), "shard-000007.json is beyond the plan's 4 shards", None),
     ("cache.json truncated", lambda r: (r / "cache.json").write_bytes((r / "cache.json").read_bytes()[:50]), "cache.json is unreadable", "rebuild"),
     ("cache.json invalid UTF-8", lambda r: (r / "cache.json").write_bytes(b"\xff" + (r / "cache.json").read_bytes()), "cache.json is unreadable", "rebuild"),
@@ -227,6 +227,27 @@ def test_the_dataset_never_reads_damaged_data(pristine, pristine_items, tmp_path
         assert "cache.json" in message and "--overwrite" in message
     else:
         assert named_file in message and "ecgaug cache verify --delete_corrupt" in message
+
+
+@pytest.mark.parametrize("name, damage", [d[:2] for d in DAMAGES if d[0].startswith("plan")], ids=[d[0] for d in DAMAGES if d[0].startswith("plan")])
+def test_readers_of_the_plan_never_read_a_damaged_plan(pristine, tmp_path, name, damage):
+    root = tmp_path / "cache"
+    shutil.copytree(pristine[0], root)
+    damage(root)
+    dataset = open_dataset(root)
+    with pytest.raises(CorruptCacheError, match=r"plan\.jsonl .*ecgaug cache verify --delete_corrupt"):
+        dataset.synthetic_info(len(dataset) - 1)  # reports and patients of dict items come from the plan too
+
+
+def test_targets_of_a_cache_without_their_checksum_are_checked_against_the_plan(pristine, tmp_path):
+    root = tmp_path / "cache"
+    shutil.copytree(pristine[0], root)
+    edit_json(root / "cache.json", lambda config: config.pop("targets_sha256"))  # as written by ecgaug < 0.2
+    open_dataset(root)
+    flip_byte(root / "targets.npy", -3)
+    with pytest.raises(CorruptCacheError, match="targets.npy does not hold the plan's labels"):
+        open_dataset(root)
+    assert "targets.npy does not hold the plan's labels" in SyntheticCache(root).verify().problems[0].message
 
 
 def test_a_shard_is_checked_once_per_process(pristine, tmp_path):

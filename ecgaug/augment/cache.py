@@ -117,6 +117,7 @@ class CacheConfig:
     plan_sha256: str
     shard_size: int = 256
     dtype: str = "float16"
+    targets_sha256: str | None = None  # of targets.npy (follows from the plan); None in caches of ecgaug < 0.2
     format: str = CACHE_FORMAT
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     ecgaug_version: str = __version__
@@ -127,6 +128,13 @@ class CacheConfig:
     )  # fmt: skip
 
     def __post_init__(self):
+        numbers = {"num_records": int, "num_samples": int, "shard_size": int, "sampling_rate": (int, float), "guidance_scale": (int, float)}
+        for name, kinds in numbers.items():
+            value = getattr(self, name)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise TypeError(f"{name} should be a number, but got {value!r}")
+        if self.num_records < 0:
+            raise ValueError(f"num_records should be >= 0, but got {self.num_records}")
         resolve_lead_order(self.lead_order)
         if not isinstance(self.lead_order, str):
             raise ValueError(f"lead_order should be a name ('ptbxl' or 'mimic'), but got {self.lead_order!r}")
@@ -164,6 +172,7 @@ class CacheConfig:
             num_records=len(plan),
             plan_sha256=plan.fingerprint(),
             shard_size=shard_size,
+            targets_sha256=hashlib.sha256(_targets_bytes(plan)).hexdigest(),
         )
 
     @property
@@ -258,12 +267,22 @@ def _remove_temporaries(folder: Path, prefix: str = ".") -> None:
         path.unlink(missing_ok=True)
 
 
-def _sha256_file(path: Path, chunk_size: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _targets_bytes(plan: GenerationPlan) -> bytes:
+    """``targets.npy`` of ``plan``: its multi-hot labels as uint8, ``np.save`` format."""
+    buffer = io.BytesIO()
+    np.save(buffer, plan.targets.astype(np.uint8), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _read_npy(data: bytes) -> np.ndarray:
+    """The array in ``np.save`` bytes, without copying them."""
+    stream = io.BytesIO(data)
+    major, _ = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(stream)
+    if fortran_order or dtype.hasobject:
+        raise ValueError(f"expected a C-ordered numeric array, got fortran_order={fortran_order}, dtype={dtype}")
+    return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()).reshape(shape)
 
 
 def _all_finite(array: np.ndarray) -> bool:
@@ -344,7 +363,7 @@ class SyntheticCache:
             )
         self.config = self._read_config()
         self._plan: GenerationPlan | None = None
-        self._targets_sha256: str | None = None  # of targets.npy once checked against the plan (kept when pickled)
+        self._targets_sha256: str | None = None  # of targets.npy once checked against the plan (caches without targets_sha256)
         self._checked_pid, self._checked = os.getpid(), set()  # files checked by this process
 
     def _read_config(self) -> CacheConfig:
@@ -431,9 +450,7 @@ class SyntheticCache:
         if not (only_missing and (root / PLAN_FILE).is_file()):
             _write_atomic(root / PLAN_FILE, plan.to_jsonl().encode())
         if not (only_missing and (root / TARGETS_FILE).is_file()):
-            targets = io.BytesIO()
-            np.save(targets, plan.targets.astype(np.uint8), allow_pickle=False)
-            _write_atomic(root / TARGETS_FILE, targets.getbuffer())
+            _write_atomic(root / TARGETS_FILE, _targets_bytes(plan))
 
     @staticmethod
     def _is_unfinished_creation(root: Path, names: list[str]) -> bool:
@@ -494,8 +511,8 @@ class SyntheticCache:
     def targets(self) -> np.ndarray:
         """``(num_records, num_classes)`` uint8 multi-hot labels of all planned ECGs (memory-mapped, read-only).
 
-        The first call checks them against the plan, and the first call in another process against
-        the sha256 seen then.
+        The first call in a process checks ``targets.npy`` against the sha256 in ``cache.json``
+        (caches without one: against the plan).
 
         Raises:
             CorruptCacheError: if ``targets.npy`` does not hold the plan's labels.
@@ -505,26 +522,36 @@ class SyntheticCache:
             problem = self._targets_problem()
             if problem is not None:
                 raise self._corrupt(problem)
+        targets = np.load(self.root / TARGETS_FILE, mmap_mode="r", allow_pickle=False)
+        if "targets" not in checked:
+            expected = (self.num_records, len(self.config.classes))
+            if targets.shape != expected:
+                raise CorruptCacheError(
+                    f"Corrupt synthetic ECG cache at {self.root}: {CONFIG_FILE} says {expected[0]} ECGs of {expected[1]} classes, "
+                    f"but {TARGETS_FILE} holds labels of shape {targets.shape}; {REBUILD_HINT.format(root=self.root)}"
+                )
             checked.add("targets")
-        return np.load(self.root / TARGETS_FILE, mmap_mode="r", allow_pickle=False)
+        return targets
 
-    def _targets_problem(self) -> str | None:
+    def _targets_problem(self, against_plan: bool = False) -> str | None:
+        """What is wrong with ``targets.npy``, or None; ``against_plan``: compare it with the plan too."""
         path = self.root / TARGETS_FILE
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return f"{TARGETS_FILE} is missing"
-        digest = hashlib.sha256(data).hexdigest()
-        if self._targets_sha256 is not None:
-            return None if digest == self._targets_sha256 else f"{TARGETS_FILE} changed since this data set was opened"
-        try:
-            targets = np.load(io.BytesIO(data), allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            return f"{TARGETS_FILE} is unreadable ({error})"
-        planned = self.plan.targets
-        if targets.shape != planned.shape or not np.array_equal(targets, planned):
-            return f"{TARGETS_FILE} does not hold the plan's labels"
-        self._targets_sha256 = digest
+        expected = self.config.targets_sha256 or self._targets_sha256
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            return f"{TARGETS_FILE} is corrupt: its sha256 differs from the one recorded when it was written"
+        if expected is None or against_plan:
+            try:
+                targets = _read_npy(data)
+            except (ValueError, EOFError) as error:
+                return f"{TARGETS_FILE} is unreadable ({error})"
+            planned = (self._plan or self._load_plan()).targets  # the plan is not kept: readers stay light
+            if targets.shape != planned.shape or not np.array_equal(targets, planned):
+                return f"{TARGETS_FILE} does not hold the plan's labels"
+            self._targets_sha256 = hashlib.sha256(data).hexdigest()
         return None
 
     @property
@@ -753,20 +780,23 @@ class SyntheticCache:
         if part.get("shape") != expected_shape or part.get("dtype") != "float16":
             return f"{part_name} records {part.get('dtype')} {part.get('shape')}, but shard {shard} should hold float16 {expected_shape}"
         recorded = part.get("config")  # absent in parts written before ecgaug recorded it
+        if recorded is not None and not isinstance(recorded, dict):
+            return f"{part_name} records no valid settings (config: {recorded!r})"
         if recorded is not None and recorded != self.config.key_dict():
             differences = [f"{key}={recorded.get(key)!r} (cache.json: {value!r})" for key, value in self.config.key_dict().items()
                            if recorded.get(key) != value]  # fmt: skip
             return f"{name} was generated with other settings than {CONFIG_FILE} says: {', '.join(differences)}"
-        if not path.is_file():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
             return f"{name} is missing"
-        size = path.stat().st_size
-        if size != part.get("num_bytes"):
-            return f"{name} is truncated or padded: {size} bytes, expected {part.get('num_bytes')}"
-        if _sha256_file(path) != part.get("sha256"):
+        if len(data) != part.get("num_bytes"):
+            return f"{name} is truncated or padded: {len(data)} bytes, expected {part.get('num_bytes')}"
+        if hashlib.sha256(data).hexdigest() != part.get("sha256"):
             return f"{name} is corrupt: its sha256 differs from the one recorded when it was written"
         try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
+            array = _read_npy(data)
+        except (ValueError, EOFError) as error:
             return f"{name} is unreadable ({error})"
         if list(array.shape) != expected_shape or array.dtype != np.float16:
             return f"{name} holds {array.dtype} {list(array.shape)}, but should hold float16 {expected_shape}"
@@ -781,6 +811,8 @@ class SyntheticCache:
         if len(rows) != stop - start:
             return f"{SHARD_DIR}/{self.part_path(shard).name} lists {len(rows)} rows, but shard {shard} holds {stop - start}"
         for offset, (row, planned) in enumerate(zip(rows, plan_rows[start:stop])):
+            if not isinstance(row, dict):
+                return f"{SHARD_DIR}/{self.part_path(shard).name} row {offset} is not a JSON object"
             if row != planned:
                 key = next((key for key in planned if row.get(key) != planned[key]), "?")
                 return (f"{SHARD_DIR}/{self.part_path(shard).name} row {offset} (ECG {start + offset}) has {key}={row.get(key)!r}, "
@@ -828,7 +860,7 @@ class SyntheticCache:
             problems.append(plan_problem)
         else:
             self._plan, plan_rows = plan, _job_records(plan.jobs)
-            targets_problem = self._targets_problem()
+            targets_problem = self._targets_problem(against_plan=True)
             if targets_problem is not None:
                 problems.append(Problem(targets_problem, files=(TARGETS_FILE,)))
         complete, missing = [], []
