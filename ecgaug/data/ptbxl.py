@@ -13,6 +13,10 @@ database at one sampling rate into one float32 ``.npy`` (``cache_dir/signals{fs}
 memory-mapped, lazily, in each DataLoader worker. Heart rates (:mod:`ecgaug.data.heart_rate`)
 are cached beside it (``heart_rates{fs}.npz``).
 
+Caches are written to ``*.tmp<PID>*`` files and renamed when complete. A run killed meanwhile
+leaves its temporary file behind (about 1 GB for the full 100 Hz array); the next run removes
+those whose process is gone. ``progress=False`` hides the caching and heart-rate bars.
+
 Layout read (PhysioNet PTB-XL 1.0.3)::
 
     root/ptbxl_database.csv      ecg_id, patient_id, age, sex (0=male, 1=female), scp_codes,
@@ -38,7 +42,7 @@ import wfdb
 from tqdm.auto import tqdm
 
 from ..signal import PTBXL_LEADS
-from .heart_rate import DEFAULT_LEADS, measure_heart_rates
+from .heart_rate import measure_heart_rates
 
 __all__ = [
     "PTBXL",
@@ -51,6 +55,7 @@ __all__ = [
     "load_heart_rates",
     "load_scp_statements",
     "read_record",
+    "remove_stale_temp_files",
 ]
 
 SPLIT_FOLDS = {"train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,), "all": tuple(range(1, 11))}
@@ -60,7 +65,9 @@ SAMPLING_RATES = {100: ("filename_lr", 1000), 500: ("filename_hr", 5000)}
 REQUIRED_COLUMNS = ("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
 CACHE_FORMAT_VERSION = 1
 # Stored with the heart-rate cache: a change of method makes the cache stale.
-HEART_RATE_METHOD = f"gqrs median over {','.join(DEFAULT_LEADS)} v1"
+HEART_RATE_METHOD = "multi-lead energy detector, median RR v2"
+# Any temporary file of a cache of one sampling rate; the PID follows ".tmp".
+TEMP_PATTERNS = ("signals{fs}.tmp*.npy", "signals{fs}.json.tmp*", "heart_rates{fs}.tmp*.npz")
 
 
 def _check_choice(value, argument: str, valid: Iterable) -> None:
@@ -166,6 +173,44 @@ def _make_cache_dir(cache_dir: Path) -> None:
         raise PermissionError(f"The PTB-XL cache folder {cache_dir} is not writable. Pass cache_dir= a writable folder.")
 
 
+def _process_exists(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process; keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(cache_dir, sampling_rate: int) -> list[Path]:
+    """Delete the temporary cache files of runs that were killed mid-write; returns their paths.
+
+    Files of live processes (another run building the cache right now) are kept.
+    """
+    cache_dir = Path(cache_dir)
+    removed = []
+    for pattern in TEMP_PATTERNS:
+        for path in cache_dir.glob(pattern.format(fs=sampling_rate)):
+            pid = path.name.partition(".tmp")[2].split(".")[0]
+            if pid.isdigit() and not _process_exists(int(pid)):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _write_atomically(path: Path, tmp_path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp_path)``, then rename it to ``path``; the temporary file never outlives an error."""
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
 def read_record(root, filename: str, sampling_rate: int) -> np.ndarray:
     """Read one WFDB record as float32 ``(12, num_samples)`` mV in PTB-XL lead order, NaN -> 0."""
     path = Path(root) / filename
@@ -195,18 +240,20 @@ def _signal_cache_is_fresh(array_path: Path, index_path: Path, fingerprint: str,
     return np.load(array_path, mmap_mode="r").shape == expected
 
 
-def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuild: bool = False) -> Path:
+def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuild: bool = False, progress: bool = True) -> Path:
     """Write every record of the database into one float32 ``.npy`` unless a fresh one exists.
 
     The array, ``(num_records, 12, num_samples)`` in ``ecg_id`` order, and its JSON index
     (``ecg_ids``, the SHA-256 of ``ptbxl_database.csv``) are written to temporary files and
-    renamed, so an interrupted build never leaves a cache that looks complete.
+    renamed, so an interrupted build never leaves a cache that looks complete; temporary files
+    of killed runs are removed first (:func:`remove_stale_temp_files`).
 
     Args:
         root: PTB-XL folder.
         sampling_rate: 100 or 500 (Hz).
         cache_dir: Folder of the cache; defaults to ``root/ecgaug_cache``.
         rebuild: Rebuild even when the cache is fresh.
+        progress: Show a progress bar while records are read.
 
     Returns:
         Path of the ``.npy`` file.
@@ -216,6 +263,8 @@ def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuil
     array_path, index_path, _ = _cache_paths(root, sampling_rate, cache_dir)
     _require_file(root, "ptbxl_database.csv")
     fingerprint = _database_fingerprint(root)
+    if array_path.parent.is_dir():
+        remove_stale_temp_files(array_path.parent, sampling_rate)
     if not rebuild and _signal_cache_is_fresh(array_path, index_path, fingerprint, sampling_rate):
         return array_path
     if index_path.exists() and not rebuild:
@@ -225,17 +274,17 @@ def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuil
 
     database = load_database(root)
     filename_column, num_samples = SAMPLING_RATES[sampling_rate]
-    tmp_path = array_path.with_name(f"{array_path.stem}.tmp{os.getpid()}.npy")
-    signals = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(len(database), len(PTBXL_LEADS), num_samples))
-    try:
-        for row, filename in enumerate(tqdm(database[filename_column], desc=f"Caching PTB-XL {sampling_rate} Hz", unit="ecg")):
+
+    def write_signals(tmp_path: Path) -> None:
+        shape = (len(database), len(PTBXL_LEADS), num_samples)
+        signals = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=shape)
+        bar = tqdm(database[filename_column], desc=f"Caching PTB-XL {sampling_rate} Hz", unit="ecg", disable=not progress)
+        for row, filename in enumerate(bar):
             signals[row] = read_record(root, filename, sampling_rate)
         signals.flush()
-        del signals
-        os.replace(tmp_path, array_path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+        del signals  # close the memory map before the rename
+
+    _write_atomically(array_path, array_path.with_name(f"{array_path.stem}.tmp{os.getpid()}.npy"), write_signals)
     index = {
         "format_version": CACHE_FORMAT_VERSION,
         "sampling_rate": sampling_rate,
@@ -244,8 +293,7 @@ def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuil
         "ecg_ids": database.index.tolist(),
     }
     tmp_index = index_path.with_name(f"{index_path.name}.tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
+    _write_atomically(index_path, tmp_index, lambda path: path.write_text(json.dumps(index)))
     return array_path
 
 
@@ -259,43 +307,43 @@ def _read_heart_rate_cache(path: Path, fingerprint: str) -> pd.Series | None:
 
 
 def build_heart_rate_cache(
-    root, sampling_rate: int = 100, *, cache_dir=None, num_workers: int = 0, rebuild: bool = False
+    root, sampling_rate: int = 100, *, cache_dir=None, num_workers: int = 0, rebuild: bool = False, progress: bool = True
 ) -> Path:
     """Measure the heart rate of every record (from the signal cache, built if needed) once.
 
     Writes ``cache_dir/heart_rates{fs}.npz`` (``ecg_id``, ``heart_rate`` in bpm with NaN where
     it cannot be measured, the database's SHA-256 and the method) atomically, unless a fresh one
-    exists.
+    exists. ``num_workers`` threads measure in parallel; ``progress`` shows the caching and
+    heart-rate bars.
 
     Returns:
         Path of the ``.npz`` file.
     """
     root = Path(root)
-    array_path = build_signal_cache(root, sampling_rate, cache_dir=cache_dir)
+    array_path = build_signal_cache(root, sampling_rate, cache_dir=cache_dir, progress=progress)
     _, index_path, rates_path = _cache_paths(root, sampling_rate, cache_dir)
     fingerprint = _database_fingerprint(root)
     if not rebuild and _read_heart_rate_cache(rates_path, fingerprint) is not None:
         return rates_path
     ecg_ids = np.asarray(json.loads(index_path.read_text())["ecg_ids"], dtype=np.int64)
-    rates = measure_heart_rates(np.load(array_path, mmap_mode="r"), sampling_rate, num_workers=num_workers)
+    rates = measure_heart_rates(np.load(array_path, mmap_mode="r"), sampling_rate, num_workers=num_workers, progress=progress)
+    fields = {
+        "ecg_id": ecg_ids,
+        "heart_rate": rates.astype(np.float64),
+        "database_sha256": np.array(fingerprint),
+        "method": np.array(HEART_RATE_METHOD),
+    }
     tmp_path = rates_path.with_name(f"{rates_path.stem}.tmp{os.getpid()}.npz")
-    np.savez(
-        tmp_path,
-        ecg_id=ecg_ids,
-        heart_rate=rates.astype(np.float64),
-        database_sha256=np.array(fingerprint),
-        method=np.array(HEART_RATE_METHOD),
-    )
-    os.replace(tmp_path, rates_path)
+    _write_atomically(rates_path, tmp_path, lambda path: np.savez(path, **fields))
     return rates_path
 
 
-def load_heart_rates(root, sampling_rate: int = 100, *, cache_dir=None, num_workers: int = 0) -> pd.Series:
+def load_heart_rates(root, sampling_rate: int = 100, *, cache_dir=None, num_workers: int = 0, progress: bool = True) -> pd.Series:
     """Heart rate (bpm, NaN where unmeasurable) of every record, indexed by ``ecg_id``.
 
     Builds the caches on first use (see :func:`build_heart_rate_cache`).
     """
-    path = build_heart_rate_cache(root, sampling_rate, cache_dir=cache_dir, num_workers=num_workers)
+    path = build_heart_rate_cache(root, sampling_rate, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
     return _read_heart_rate_cache(path, _database_fingerprint(Path(root)))
 
 
@@ -321,6 +369,7 @@ class PTBXL(torch.utils.data.Dataset):
             one WFDB record per item.
         cache_dir: Cache folder, for a read-only ``root``; defaults to ``root/ecgaug_cache``.
         download: Download PTB-XL into ``root`` first if it is not there.
+        progress: Show progress bars while the caches (signals, heart rates) are built.
 
     Items are ``(signal, target)``: ``signal`` float32 ``(12, num_samples)`` in mV, PTB-XL lead
     order (I, II, III, aVR, aVL, aVF, V1-V6), NaN read as 0; ``target`` float32 multi-hot
@@ -355,6 +404,7 @@ class PTBXL(torch.utils.data.Dataset):
         preprocessed: bool = True,
         cache_dir=None,
         download: bool = False,
+        progress: bool = True,
     ) -> None:
         _check_choice(split, "split", SPLIT_FOLDS)
         _check_choice(task, "task", TASKS)
@@ -371,6 +421,7 @@ class PTBXL(torch.utils.data.Dataset):
         self.target_transform = target_transform
         self.preprocessed = preprocessed
         self.cache_dir = cache_dir
+        self.progress = progress
 
         if download:
             from .download import download_ptbxl
@@ -404,7 +455,7 @@ class PTBXL(torch.utils.data.Dataset):
         self._signals = None  # memory map, opened on first __getitem__ in each worker
         self._heart_rates = None
         if preprocessed:
-            self._array_path = build_signal_cache(self.root, sampling_rate, cache_dir=cache_dir)
+            self._array_path = build_signal_cache(self.root, sampling_rate, cache_dir=cache_dir, progress=progress)
             _, index_path, _ = _cache_paths(self.root, sampling_rate, cache_dir)
             cache_row = {ecg_id: row for row, ecg_id in enumerate(json.loads(index_path.read_text())["ecg_ids"])}
             self._cache_rows = np.array([cache_row[ecg_id] for ecg_id in self.metadata["ecg_id"]], dtype=np.int64)
@@ -465,9 +516,11 @@ class PTBXL(torch.utils.data.Dataset):
 
         Measured once for the whole database from the signal cache (built first if needed, also
         when ``preprocessed=False``) and cached beside it; see :mod:`ecgaug.data.heart_rate`.
+        ``num_workers`` threads measure in parallel; the dataset's ``progress`` shows the bars.
         """
         if self._heart_rates is None:
-            rates = load_heart_rates(self.root, self.sampling_rate, cache_dir=self.cache_dir, num_workers=num_workers)
+            rates = load_heart_rates(self.root, self.sampling_rate, cache_dir=self.cache_dir, num_workers=num_workers,
+                                     progress=self.progress)
             self._heart_rates = rates.loc[self.metadata["ecg_id"]].to_numpy()
         return self._heart_rates
 

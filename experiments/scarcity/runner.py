@@ -196,10 +196,13 @@ def prepare(config: ExperimentConfig, run_dir, *, estimate_only: bool = False) -
     generator, card = _load_generator_and_card(config)  # refuse a leaky generator before any other work
     notes = list(card["notes"]) if card else []
 
-    train = PTBXL(config.ptbxl, folds=config.train_folds, task=config.task, classes=config.classes, sampling_rate=SAMPLING_RATE)
+    train = PTBXL(config.ptbxl, folds=config.train_folds, task=config.task, classes=config.classes, sampling_rate=SAMPLING_RATE,
+                  progress=config.progress)
     classes = list(train.classes)
-    val = PTBXL(config.ptbxl, folds=config.val_folds, task=config.task, classes=classes, sampling_rate=SAMPLING_RATE)
-    test = PTBXL(config.ptbxl, folds=config.test_folds, task=config.task, classes=classes, sampling_rate=SAMPLING_RATE)
+    val = PTBXL(config.ptbxl, folds=config.val_folds, task=config.task, classes=classes, sampling_rate=SAMPLING_RATE,
+                progress=config.progress)
+    test = PTBXL(config.ptbxl, folds=config.test_folds, task=config.task, classes=classes, sampling_rate=SAMPLING_RATE,
+                 progress=config.progress)
     _check_both_labels(val, "validation", config.val_folds)
     _check_both_labels(test, "test", config.test_folds)
     if config.rare_classes is not None:

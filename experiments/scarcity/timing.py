@@ -17,8 +17,8 @@ from classifiers import create_model
 
 __all__ = ["Estimate", "measure_classifier", "measure_generation", "measure_bootstrap"]
 
-# Seconds per record for gqrs heart-rate detection on one core (measured on PTB-XL, 100 Hz).
-HEART_RATE_SECONDS_PER_RECORD = 0.02
+# Seconds per record for heart-rate detection on one core (PTB-XL, 100 Hz; benchmarks/bench_heart_rate.py).
+HEART_RATE_SECONDS_PER_RECORD = 0.001
 # Whole epochs (data loading, augmentation, validation bookkeeping) took about 1.15x the time of the
 # bare classifier steps measured here (resnet1d_small, 100 Hz PTB-XL, 2 CPU cores).
 LOADING_OVERHEAD = 1.2
