@@ -1,7 +1,10 @@
 import argparse
+import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,7 +13,7 @@ import torch
 import wfdb
 
 from ecgaug.commands import ptbxl as ptbxl_command
-from ecgaug.data.ptbxl import PTBXL, compute_labels, load_database, load_scp_statements
+from ecgaug.data.ptbxl import PTBXL, build_signal_cache, compute_labels, load_database, load_scp_statements
 from ptbxl_fixture import FIXTURE_CODES, PROFILES, load_fixture_truth, make_ptbxl
 
 NUM_RECORDS = 40
@@ -209,3 +212,52 @@ def test_download_flag_calls_the_downloader(root, monkeypatch):
     monkeypatch.setattr("ecgaug.data.download.download_ptbxl", lambda path: calls.append(path))
     PTBXL(root, "val", download=True)
     assert calls == [root]
+
+
+def finished_pid():
+    """The id of a process that has exited (so no process has it, barring reuse within the test)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_temporary_files_of_killed_runs_are_removed(root, tmp_path):
+    PTBXL(root, "val", cache_dir=tmp_path)
+    dead, alive = finished_pid(), os.getpid()
+    stale = [tmp_path / f"signals100.tmp{dead}.npy", tmp_path / f"signals100.json.tmp{dead}", tmp_path / f"heart_rates100.tmp{dead}.npz"]
+    live = [tmp_path / f"signals100.tmp{alive}.npy", tmp_path / f"signals500.tmp{dead}.npy"]  # a running build; another rate
+    for path in stale + live:
+        path.write_bytes(b"partial")
+    dataset = PTBXL(root, "val", cache_dir=tmp_path)  # fresh cache: reused, and the leftovers of killed runs removed
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in live)
+    assert len(dataset[0][0]) == 12
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_interrupted_build_leaves_no_files(root, tmp_path, monkeypatch, error):
+    from ecgaug.data import ptbxl
+
+    read_record = ptbxl.read_record
+    calls = []
+
+    def failing_read(*args):
+        calls.append(args)
+        if len(calls) == 5:
+            raise error
+        return read_record(*args)
+
+    monkeypatch.setattr(ptbxl, "read_record", failing_read)
+    with pytest.raises(type(error)):
+        build_signal_cache(root, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_false_hides_every_bar(root, tmp_path, capsys):
+    dataset = PTBXL(root, "all", task="all", cache_dir=tmp_path / "quiet", progress=False)
+    dataset.heart_rates()
+    assert capsys.readouterr().err == ""
+    dataset = PTBXL(root, "all", task="all", cache_dir=tmp_path / "loud")
+    dataset.heart_rates()
+    err = capsys.readouterr().err
+    assert "Caching PTB-XL 100 Hz" in err and "Heart rates" in err
