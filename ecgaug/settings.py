@@ -4,15 +4,15 @@ The model, its text encoder, the sampler, the number of steps, guidance, strengt
 format and the batch size travel together from a command line to the pipeline (and into a
 cache's key). Every valid range is written here and nowhere else:
 
-==================  =======================================================
-age                 0–120 years, or unknown (None / NaN)
-heart rate          20–300 bpm, or unknown (None / NaN)
-num_inference_steps integer 1 … the model's training steps (1000); default per sampler
-guidance_scale      finite, ≥ 1 (1 = no guidance)
-strength            in (0, 1] (1 = start from pure noise)
-sampling_rate       1–10,000 Hz (of the 10 s ECGs returned and of seed ECGs)
-num_samples         integer ≥ 1; batch_size integer ≥ 1 or None (device default)
-==================  =======================================================
+===================  =======================================================
+age                  0–120 years, or unknown (None / NaN)
+heart rate           20–300 bpm, or unknown (None / NaN)
+num_inference_steps  integer 1 … the model's training steps (1000); default per sampler
+guidance_scale       finite, ≥ 1 (1 = no guidance)
+strength             in (0, 1] (1 = start from pure noise)
+sampling_rate        1–10,000 Hz (of the 10 s ECGs returned and of seed ECGs)
+num_samples          integer ≥ 1; batch_size integer ≥ 1 or None (device default)
+===================  =======================================================
 
 ``DiffuSETSPipeline.__call__`` builds one from its diffusers-style keywords, so the Python API
 and the command lines check the same things. A command line adds the shared options with
