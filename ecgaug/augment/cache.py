@@ -421,7 +421,8 @@ class SyntheticCache:
                         )
                     cls._write_plan_files(root, plan, only_missing=True)
                     return existing
-            elif others and not cls._is_unfinished_creation(root, others):  # killed before cache.json was written: redo
+            # No cache.json: an empty folder, a creation killed before writing it (redone), or a cache that lost it.
+            elif others and not cls._is_unfinished_creation(root, others):
                 if not set(others) <= CACHE_NAMES:
                     raise FileExistsError(
                         f"{root} is not empty and holds no ecgaug cache ({CONFIG_FILE} missing; found {sorted(others)[:5]}). "

@@ -8,8 +8,8 @@ class order, or an integer class index for single-label data).
 
 Shards are memory-mapped lazily, once per process, so the dataset is cheap to pickle and works
 with ``DataLoader(num_workers > 0)``. Nothing is read unchecked: opening checks ``targets.npy``
-against the cache's plan, and each process checks a shard (sha256, finite values) the first time
-it maps it, raising :class:`~ecgaug.augment.cache.CorruptCacheError` naming the file and the fix.
+against its recorded sha256, and each process checks a shard (sha256, finite values) the first
+time it maps it, raising :class:`~ecgaug.augment.cache.CorruptCacheError` naming the file and the fix.
 """
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ class AugmentedDataset(Dataset):
             raise ValueError(f"base targets have length {self._target_length}, but there are {len(self.classes)} classes")
         order = [cache_classes.index(name) for name in self.classes]
         self._order = None if order == list(range(len(order))) else np.asarray(order)  # cache column of each base class
-        synthetic_targets = self.cache.targets()  # checked against the plan here, once
+        synthetic_targets = self.cache.targets()  # checked here, at construction
         if self._target_format == "index":
             num_labels = synthetic_targets.sum(axis=1)
             if (num_labels != 1).any():
