@@ -101,9 +101,9 @@ def test_cli_results_have_every_measure_with_valid_ranges(cli_run):
     assert results["classifiers"]["superclass"]["cached"] is False and results["classifiers"]["rhythm"]["task"] == "rhythm"
     assert results["tstr"]["tstr"]["classifier"]["num_train"] == 5 * 4 == results["tstr"]["trtr"]["classifier"]["num_train"]
 
-    # the tiny model derives no limb leads, so it breaks the relations where real ECGs (and the fixture) keep them
+    # the tiny model derives no limb leads, so it breaks the relations far more than the fixture's noisy real ECGs
     consistency = results["lead_consistency"]
-    assert consistency["real"]["residual_mv"] < 0.02 < consistency["dpmsolver++_3"]["residual_mv"]
+    assert 0 < 2 * consistency["real"]["residual_mv"] < consistency["dpmsolver++_3"]["residual_mv"]
 
     summary = results["summary"]
     assert summary["num_conditions"] == 6 and summary["test_folds"] == [9, 10] and summary["train_folds"] == list(range(1, 8))

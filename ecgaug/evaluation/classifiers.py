@@ -56,7 +56,7 @@ def train_or_load_classifier(ptbxl_root, *, train_folds: Sequence[int], val_fold
     train_folds, val_folds = check_folds(train_folds, "train_folds"), check_folds(val_folds, "val_folds")
     if set(train_folds) & set(val_folds):
         raise ValueError(f"train_folds {list(train_folds)} and val_folds {list(val_folds)} should not overlap.")
-    train_set = PTBXL(ptbxl_root, folds=train_folds, sampling_rate=SAMPLING_RATE, task=task, classes=classes)
+    train_set = PTBXL(ptbxl_root, folds=train_folds, sampling_rate=SAMPLING_RATE, task=task, classes=classes, progress=show_progress)
     classes = list(train_set.classes)
     key = {
         "model": CLASSIFIER_NAME, "task": task, "classes": classes, "sampling_rate": SAMPLING_RATE, "train_folds": list(train_folds),
@@ -73,7 +73,7 @@ def train_or_load_classifier(ptbxl_root, *, train_folds: Sequence[int], val_fold
         model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True)["state_dict"])
         return model.to(device).eval(), classes, {**record["info"], "cached": True}
 
-    val_set = PTBXL(ptbxl_root, folds=val_folds, sampling_rate=SAMPLING_RATE, task=task, classes=classes)
+    val_set = PTBXL(ptbxl_root, folds=val_folds, sampling_rate=SAMPLING_RATE, task=task, classes=classes, progress=show_progress)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=show_progress)
     model = _new_model(len(classes), seed)
     start = time.perf_counter()
@@ -106,9 +106,10 @@ def train_and_test(train_ecgs: torch.Tensor, train_labels: np.ndarray, ptbxl_roo
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=show_progress)
     train_set = TensorDataset(train_ecgs.float(), torch.as_tensor(train_labels, dtype=torch.float32))
-    val_set = PTBXL(ptbxl_root, folds=check_folds(val_folds, "val_folds"), sampling_rate=SAMPLING_RATE, task="superdiagnostic", classes=list(classes))
+    val_set = PTBXL(ptbxl_root, folds=check_folds(val_folds, "val_folds"), sampling_rate=SAMPLING_RATE, task="superdiagnostic", classes=list(classes),
+                    progress=show_progress)
     test_set = PTBXL(ptbxl_root, folds=check_folds(test_folds, "test_folds"), sampling_rate=SAMPLING_RATE, task="superdiagnostic",
-                     classes=list(classes))
+                     classes=list(classes), progress=show_progress)
     model = _new_model(len(classes), seed)
     start = time.perf_counter()
     result = fit(model, make_dataloader(train_set, config, shuffle=True, drop_last=True), make_dataloader(val_set, config), config)

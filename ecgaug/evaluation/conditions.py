@@ -129,7 +129,7 @@ def _measurable(dataset: PTBXL) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_test_conditions(ptbxl_root, test_folds: Sequence[int], num_conditions: int, *, seed: int = 0,
-                         classes: Sequence[str] = SUPERCLASSES) -> TestConditions:
+                         classes: Sequence[str] = SUPERCLASSES, show_progress: bool = True) -> TestConditions:
     """``num_conditions`` random test-fold records with a measurable heart rate, as conditions.
 
     Records are drawn in a seeded random order, so the first ``k`` conditions are a random subset too.
@@ -137,7 +137,7 @@ def load_test_conditions(ptbxl_root, test_folds: Sequence[int], num_conditions: 
     """
     if not (isinstance(num_conditions, (int, np.integer)) and num_conditions > 0):
         raise ValueError(f"num_conditions should be a positive integer, but got {num_conditions!r}.")
-    dataset = PTBXL(ptbxl_root, folds=check_folds(test_folds, "test_folds"), sampling_rate=SAMPLING_RATE, task="all")
+    dataset = PTBXL(ptbxl_root, folds=check_folds(test_folds, "test_folds"), sampling_rate=SAMPLING_RATE, task="all", progress=show_progress)
     measurable, heart_rates = _measurable(dataset)
     if len(measurable) < num_conditions:
         raise ValueError(
@@ -149,10 +149,10 @@ def load_test_conditions(ptbxl_root, test_folds: Sequence[int], num_conditions: 
 
 
 def load_balanced_conditions(ptbxl_root, folds: Sequence[int], per_class: int, *, seed: int = 0,
-                             classes: Sequence[str] = SUPERCLASSES) -> TestConditions:
+                             classes: Sequence[str] = SUPERCLASSES, show_progress: bool = True) -> TestConditions:
     """``per_class`` records of each superclass from ``folds`` (drawn without replacement where a class
     has enough records, with replacement otherwise), so a classifier trained on them sees every class equally."""
-    dataset = PTBXL(ptbxl_root, folds=check_folds(folds, "folds"), sampling_rate=SAMPLING_RATE, task="all")
+    dataset = PTBXL(ptbxl_root, folds=check_folds(folds, "folds"), sampling_rate=SAMPLING_RATE, task="all", progress=show_progress)
     measurable, heart_rates = _measurable(dataset)
     superclasses = compute_labels(dataset.metadata["scp_codes"].iloc[measurable], load_scp_statements(ptbxl_root), "superdiagnostic")
     rng = np.random.default_rng(seed)

@@ -60,10 +60,10 @@ class SamplerRun:
 
 def measure_rhythm(ecgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heart rate (bpm) and RR-interval coefficient of variation of ECGs ``(N, 12, 1000)`` (PTB-XL order, 100 Hz); NaN where unmeasurable."""
-    from ecgaug.data.heart_rate import measure_heart_rates, rr_interval_cv
+    from ecgaug.data.heart_rate import detect_beats, rates_from_beats, rr_cv_from_beats
 
-    ecgs = np.asarray(ecgs, dtype=np.float32)
-    return measure_heart_rates(ecgs, SAMPLING_RATE, progress=False), rr_interval_cv(ecgs, SAMPLING_RATE)
+    beats = detect_beats(np.asarray(ecgs, dtype=np.float32), SAMPLING_RATE)
+    return rates_from_beats(beats, SAMPLING_RATE), rr_cv_from_beats(beats, SAMPLING_RATE)
 
 
 @torch.no_grad()
@@ -194,7 +194,7 @@ def evaluate_model(
     timing["classifiers_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    conditions = load_test_conditions(ptbxl_root, test_folds, num_conditions, seed=seed, classes=classes)
+    conditions = load_test_conditions(ptbxl_root, test_folds, num_conditions, seed=seed, classes=classes, show_progress=show_progress)
     subset = conditions.subset(ddpm_conditions)
     timing["load_conditions_s"] = time.perf_counter() - tick
 
@@ -241,13 +241,14 @@ def evaluate_model(
 
     # 4. TSTR and TRTR on the same balanced training-fold conditions
     tick = time.perf_counter()
-    balanced = load_balanced_conditions(ptbxl_root, train_folds, tstr_per_class, seed=seed, classes=classes)
+    balanced = load_balanced_conditions(ptbxl_root, train_folds, tstr_per_class, seed=seed, classes=classes, show_progress=show_progress)
     synthetic, _ = generate_for_conditions(pipe, balanced, SamplerRun("tstr", "dpmsolver++", dpm_steps, seed_stream=2), seed=seed,
                                            batch_size=batch_size, show_progress=show_progress)
     tstr = {}
     for name, ecgs in (("tstr", synthetic), ("trtr", balanced.signals)):
         scores, labels, info = train_and_test(ecgs, balanced.labels, ptbxl_root, val_folds=val_folds, test_folds=test_folds, classes=classes,
-                                              epochs=tstr_epochs, seed=seed, device=device, show_progress=show_progress)
+                                              epochs=tstr_epochs, batch_size=min(classifier_batch_size, len(balanced)), seed=seed, device=device,
+                                              show_progress=show_progress)
         tstr[name] = {**metrics.class_recognition(scores, labels, classes, seed=seed), "classifier": info}
     timing["tstr_s"] = time.perf_counter() - tick
     timing["total_s"] = time.perf_counter() - started
