@@ -31,7 +31,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--mixed_precision", default="auto", choices=["auto", "bf16", "no"],
-                        help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, float32 elsewhere")
+                        help="auto (default): bf16 autocast on CUDA, and on CPUs with native bf16 for the VAE (measured 1.5x faster; the UNet is not)")
     parser.add_argument("--init_from", type=Path, default=None,
                         help="model folder whose weights start the run when OUTPUT_DIR holds no checkpoint (warm start)")
 

@@ -4,8 +4,9 @@ The data are in-memory tensors indexed per record, so an epoch is a seeded permu
 killed run resumes exactly: the checkpoint holds model, optimizer, learning-rate schedule, EMA,
 step and the training generator's state. Under ``torchrun`` each rank takes every
 ``world_size``-th index of the permutation and gradients are averaged by DDP (gloo on CPU,
-NCCL on CUDA). bf16 autocast on CUDA and, by default, on CPUs with native bf16 (AVX512-BF16 or AMX), where
-``benchmarks/bench_training.py`` measured it faster at the same loss; float32 elsewhere.
+NCCL on CUDA). Precision (``mixed_precision="auto"``): bf16 autocast on CUDA; on the CPU, bf16 only where the
+stage asks for it (``cpu_bf16``) and the CPU has native bf16 (AVX512-BF16 or AMX):
+``benchmarks/bench_training.py`` measured the VAE 1.5x faster under bf16 there and the UNet no faster.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class TrainingConfig:
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time; rerun to continue
     seed: int = 0
     device: str | None = None  # default: cuda if available
-    mixed_precision: str = "auto"  # "bf16", "no", or "auto": bf16 on CUDA and on CPUs with native bf16
+    mixed_precision: str = "auto"  # "bf16", "no", or "auto": bf16 on CUDA, and on the CPU where the stage gains from it
     init_from: str | None = None  # model folder (save_pretrained) whose weights start a run that has no checkpoint
 
     def __post_init__(self):
@@ -82,11 +83,13 @@ def _device(config: TrainingConfig, ctx: DistributedContext) -> torch.device:
     return torch.device(f"cuda:{ctx.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def use_bf16(mixed_precision: str, device: torch.device) -> bool:
+def use_bf16(mixed_precision: str, device: torch.device, *, cpu_bf16: bool = True) -> bool:
+    """Whether to train under bf16 autocast; ``cpu_bf16``: whether this stage gains from it on a CPU with native bf16."""
     if mixed_precision != "auto":
         return mixed_precision == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()
-                                     and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if device.type == "cuda":
+        return True
+    return cpu_bf16 and device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _batches(num_records: int, batch_size: int, epoch: int, seed: int, ctx: DistributedContext):
@@ -106,6 +109,7 @@ def train(
     *,
     describe: str = "train",
     extra_state: Mapping | None = None,
+    cpu_bf16: bool = True,
 ) -> tuple[nn.Module, dict]:
     """Train ``model`` on ``data`` (equal-length tensors, one row per record) and return the EMA model.
 
@@ -169,7 +173,7 @@ def train(
             torch.save(state, tmp)
             os.replace(tmp, checkpoint_path)  # a kill during the save leaves the previous checkpoint intact
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config.mixed_precision, device))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config.mixed_precision, device, cpu_bf16=cpu_bf16))
     started = time.monotonic()
     log = open(out / "log.jsonl", "a") if ctx.is_main else None
     bar = tqdm(total=config.max_steps, initial=step, desc=describe, disable=not ctx.is_main, dynamic_ncols=True)

@@ -159,6 +159,6 @@ def train_unet(
         return loss, {}
 
     tensors = {"latent_mean": mean, "latent_std": std, "text_index": text_index, "patient": data.patient}
-    model, summary = train(model, tensors, loss_fn, config, describe="UNet")
+    model, summary = train(model, tensors, loss_fn, config, describe="UNet", cpu_bf16=False)  # measured no faster on the CPU
     summary.update(distinct_reports=len(table), condition_dropout=condition_dropout, patient_feature_dropout=patient_feature_dropout)
     return model, summary
