@@ -97,6 +97,12 @@ def test_flat_nan_and_too_short_signals_are_nan():
     assert np.isnan(heart_rates(two_beats, 100)).all() and np.isnan(rr_cv(two_beats, 100)).all()
 
 
+def test_noise_without_qrs_complexes_has_no_beats():
+    noise = np.random.default_rng(0).normal(0, 0.2, (3, 12, 1000)).astype(np.float32)
+    assert [len(b) for b in detect_beats(noise, 100)] == [0, 0, 0]
+    assert np.isnan(heart_rates(noise, 100)).all()
+
+
 def test_flat_and_loud_noisy_leads_do_not_hide_the_rhythm():
     signal = beat_train(regular(80.0))
     signal[:3] = 0.0  # leads off
