@@ -19,7 +19,7 @@ from conftest import TINY_UNET, TINY_VAE, HashTextEncoder  # noqa: E402
 from ptbxl_fixture import make_ptbxl  # noqa: E402
 from scarcity.config import ExperimentConfig, Regime  # noqa: E402
 from scarcity.regimes import keep_k_positives, make_subset, patient_subset  # noqa: E402
-from scarcity.synthetic import GeneratorCardError, check_model_card, select_synthetic  # noqa: E402
+from scarcity.synthetic import GeneratorCardError, check_model_card  # noqa: E402
 
 from ecgaug.models import ECGVAE, ConditionalUNet1D, UNetConfig  # noqa: E402
 from ecgaug.pipeline import DiffuSETSPipeline  # noqa: E402
@@ -140,21 +140,6 @@ def test_rare_cut_keeps_k_positives_of_each_rare_class_and_nothing_else_changes(
     assert subset.positives["C"] == 5 and np.array_equal(subset.ecg_ids, subset.rows + 1)
     with pytest.raises(ValueError, match="no positive record of"):
         make_subset(Regime("tiny", fraction=0.01), 0, targets=targets, patient_ids=rows, ecg_ids=rows, classes=["A", "B", "C", "D"], rare_classes=[])
-
-
-def test_synthetic_draw_balances_up_to_the_cap_and_the_pool():
-    classes = 3
-    primary = np.repeat(np.arange(classes), 10)  # 10 pool ECGs per class, single-label
-    pool_targets = np.eye(classes)[primary]
-    real = np.array([100, 20, 4])
-    chosen, summary = select_synthetic(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.ones(classes, bool), seed=0)
-    # class 1 wants min(80, 40) = 40 but the pool has 10; class 2 wants min(96, 8) = 8.
-    assert summary["wanted"] == [0, 40, 8] and summary["selected"] == [0, 10, 8] and summary["shortfall"] == [0, 30, 0]
-    assert len(set(chosen)) == len(chosen) == 18
-    only_rare, summary = select_synthetic(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.array([False, False, True]), seed=0)
-    assert summary["selected"] == [0, 0, 8] and set(primary[only_rare]) == {2}
-    other_seed, _ = select_synthetic(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.ones(classes, bool), seed=1)
-    assert not np.array_equal(np.sort(chosen), np.sort(other_seed))
 
 
 def test_config_round_trips_and_names_what_changed(tmp_path):

@@ -1,10 +1,21 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from fake_generator import CLASSES, FakeTemplater, real_labels, small_plan
 
 from ecgaug.augment.patients import PatientSampler
-from ecgaug.augment.plan import GenerationPlan, PlanConfig, job_seed, label_counts, make_plan, synthetic_counts
+from ecgaug.augment.plan import (
+    GenerationPlan,
+    PlanConfig,
+    job_seed,
+    label_counts,
+    make_plan,
+    primary_labels,
+    select_from_pool,
+    synthetic_counts,
+)
 
 
 def test_label_counts_multi_label_counts_each_positive():
@@ -86,6 +97,10 @@ def test_load_rejects_other_files(tmp_path):
         ({"strategy": "ratio", "ratio": 0}, "ratio > 0"),
         ({"ratio": 0.5}, "only used with strategy='ratio'"),
         ({"co_occurrence": "some"}, "co_occurrence should be"),
+        ({"strategy": "per_class"}, "per_class >= 1"),
+        ({"strategy": "per_class", "per_class": 0}, "per_class >= 1"),
+        ({"per_class": 3}, "only used with strategy='per_class'"),
+        ({"report_codes": "rare"}, "report_codes should be"),
     ],
 )
 def test_plan_config_validation(kwargs, message):
@@ -96,3 +111,95 @@ def test_plan_config_validation(kwargs, message):
 def test_unknown_plan_classes_are_refused():
     with pytest.raises(ValueError, match="subset of"):
         synthetic_counts(np.array([1, 2, 3, 4]), PlanConfig(classes=["AFIB"]), CLASSES)
+
+
+def test_synthetic_draw_balances_up_to_the_cap_and_the_pool():
+    classes = 3
+    primary = np.repeat(np.arange(classes), 10)  # 10 pool ECGs per class, single-label
+    pool_targets = np.eye(classes)[primary]
+    real = np.array([100, 20, 4])
+    chosen, summary = select_from_pool(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.ones(classes, bool), seed=0)
+    # class 1 wants min(80, 40) = 40 but the pool has 10; class 2 wants min(96, 8) = 8.
+    assert summary["wanted"] == [0, 40, 8] and summary["selected"] == [0, 10, 8] and summary["shortfall"] == [0, 30, 0]
+    assert len(set(chosen)) == len(chosen) == 18
+    only_rare, summary = select_from_pool(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.array([False, False, True]), seed=0)
+    assert summary["selected"] == [0, 0, 8] and set(primary[only_rare]) == {2}
+    other_seed, _ = select_from_pool(pool_targets, primary, real, synthetic_per_real=2.0, allowed=np.ones(classes, bool), seed=1)
+    assert not np.array_equal(np.sort(chosen), np.sort(other_seed))
+
+
+def _sampler():
+    targets, patients = real_labels()
+    return targets, PatientSampler(CLASSES, targets, **patients)
+
+
+def test_per_class_pool_has_per_class_jobs_per_primary_label_copying_real_label_sets():
+    targets, sampler = _sampler()
+    plan = make_plan(targets, CLASSES, reports=FakeTemplater(), patients=sampler,
+                     config=PlanConfig(strategy="per_class", per_class=6, seed=2))  # fmt: skip
+    primary = primary_labels(plan)
+    np.testing.assert_array_equal(np.bincount(primary, minlength=len(CLASSES)), [6] * len(CLASSES))
+    real_sets = {tuple(np.flatnonzero(row)) for row in targets}
+    assert {tuple(sorted(np.flatnonzero(row))) for row in plan.targets} <= real_sets  # copied, never invented
+    assert plan.info["config"]["strategy"] == "per_class" and "needed_counts" not in plan.info
+    only = make_plan(targets, CLASSES, reports=FakeTemplater(), patients=sampler,
+                     config=PlanConfig(strategy="per_class", per_class=2, classes=["SBRAD"], co_occurrence="none"))  # fmt: skip
+    assert only.jobs["labels"].tolist() == ["SBRAD", "SBRAD"]
+    with pytest.raises(ValueError, match="synthetic_counts|pool"):
+        synthetic_counts(np.array([1, 2, 3, 4]), PlanConfig(strategy="per_class", per_class=1), CLASSES)
+
+
+def test_per_class_pool_refuses_a_class_without_real_records():
+    targets, sampler = _sampler()
+    targets = targets.copy()
+    targets[:, 3] = 0
+    sampler = PatientSampler(CLASSES, targets, **real_labels()[1])
+    with pytest.raises(ValueError, match="Class 'SBRAD' has no positive real record"):
+        make_plan(targets, CLASSES, reports=FakeTemplater(), patients=sampler, config=PlanConfig(strategy="per_class", per_class=1))
+
+
+class CodeTemplater(FakeTemplater):
+    """Classes with member codes: MI is IMI or PMI; reports name the picked code."""
+
+    MEMBERS = {"NORM": ["NORM"], "MI": ["IMI", "PMI"], "STTC": ["NDT"], "SBRAD": ["SBRAD"]}
+
+    def label_statistics(self, scp_codes, label):
+        from ecgaug.text.reports import LabelStatistics
+
+        counts = dict.fromkeys(self.MEMBERS[label], 0)
+        for codes in scp_codes:
+            for code in codes:
+                if code in counts:
+                    counts[code] += 1
+        return LabelStatistics(num_records=sum(counts.values()), code_counts=counts, co_occurring={})
+
+    def report_for_class(self, label, *, rng, code_counts=None, co_occurring=None):
+        members = self.MEMBERS[label]
+        weights = None if code_counts is None else np.array([code_counts.get(m, 0) for m in members], float)
+        code = members[rng.choice(len(members), p=None if weights is None else weights / weights.sum())]
+        return f"{code} (variant {int(rng.integers(1000))})"
+
+
+def test_frequency_report_codes_follow_the_real_code_mix():
+    targets, sampler = _sampler()
+    scp_codes = [{("IMI" if i % 2 else "NORM"): 100.0} if row[1] == 0 else {"IMI": 100.0} for i, row in enumerate(targets)]
+    for i in np.flatnonzero(targets[:, 1])[:1]:
+        scp_codes[i] = {"PMI": 100.0}  # 1 of 10 MI records is posterior
+    def mi_codes(report_codes):
+        config = PlanConfig(strategy="per_class", per_class=200, classes=["MI"], co_occurrence="none", report_codes=report_codes)
+        plan = make_plan(targets, CLASSES, reports=CodeTemplater(), patients=sampler, config=config, scp_codes=scp_codes)
+        return plan.jobs["report"].str.split(" ").str[0].value_counts().to_dict()
+    frequency, uniform = mi_codes("frequency"), mi_codes("uniform")
+    assert frequency.get("PMI", 0) < 45 and uniform["PMI"] > 70  # about 20 (10 %) against about 100 (50 %)
+    with pytest.raises(ValueError, match="needs scp_codes"):
+        make_plan(targets, CLASSES, reports=CodeTemplater(), patients=sampler, config=PlanConfig(report_codes="frequency"))
+
+
+def test_job_record_is_the_one_serializer_of_plan_rows(tmp_path):
+    from ecgaug.augment.cache import MANIFEST_COLUMNS
+    from ecgaug.augment.plan import JOB_COLUMNS, job_record
+
+    plan = small_plan()
+    lines = plan.to_jsonl().splitlines()[1:]
+    assert [json.loads(line) for line in lines] == plan.job_records() == [job_record(r) for r in plan.jobs.to_dict("records")]
+    assert list(plan.job_records()[0]) == list(JOB_COLUMNS) == MANIFEST_COLUMNS[: len(JOB_COLUMNS)]

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..signal import RECORD_SECONDS, resolve_lead_order
-from .plan import GenerationPlan
+from .plan import JOB_COLUMNS, GenerationPlan
 
 __all__ = [
     "CacheBusyError", "CacheConfig", "CacheMismatchError", "CorruptCacheError", "IncompleteCacheError", "Problem",
@@ -77,8 +77,7 @@ REBUILD_HINT = "rebuild the cache with `ecgaug cache build --overwrite --output_
 REPAIR_HINT = "run `ecgaug cache verify --delete_corrupt {root}`, then rerun `ecgaug cache build` with the same arguments"
 CACHE_NAMES = {CONFIG_FILE, PLAN_FILE, TARGETS_FILE, MANIFEST_FILE, SHARD_DIR, BUILDERS_DIR}
 PART_NAME = re.compile(r"shard-(\d{6})\.json")
-MANIFEST_COLUMNS = ["index", "labels", "report", "age", "sex", "heart_rate", "seed",
-                    "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]  # fmt: skip
+MANIFEST_COLUMNS = [*JOB_COLUMNS, "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]
 
 
 class CacheMismatchError(ValueError):
@@ -289,15 +288,6 @@ def _all_finite(array: np.ndarray) -> bool:
     """No NaN or inf in a float16 array (exponent bits all set), via integer ops: ~10x faster than np.isfinite."""
     bits = array.view(np.uint16)
     return not (np.bitwise_and(bits, 0x7C00) == 0x7C00).any()
-
-
-def _job_records(jobs: pd.DataFrame) -> list[dict]:
-    """Plan rows as JSON-able dicts with exact (round-trippable) floats."""
-    return [
-        {"index": int(row.index), "labels": row.labels, "report": row.report, "age": float(row.age),
-         "sex": row.sex, "heart_rate": float(row.heart_rate), "seed": int(row.seed)}
-        for row in jobs.itertuples(index=False)
-    ]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -691,7 +681,7 @@ class SyntheticCache:
             "dtype": "float16",
             "config": self.config.key_dict(),
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "rows": _job_records(self.plan.jobs.iloc[start:stop]),
+            "rows": self.plan.job_records(start, stop),
         }
         _write_atomic(self.part_path(shard), json.dumps(part).encode())
 
@@ -860,7 +850,7 @@ class SyntheticCache:
         if plan_problem is not None:  # then the parts' rows and targets.npy cannot be checked
             problems.append(plan_problem)
         else:
-            self._plan, plan_rows = plan, _job_records(plan.jobs)
+            self._plan, plan_rows = plan, plan.job_records()
             targets_problem = self._targets_problem(against_plan=True)
             if targets_problem is not None:
                 problems.append(Problem(targets_problem, files=(TARGETS_FILE,)))

@@ -13,6 +13,16 @@ produces exactly the same records as one uninterrupted run.
 Counting is multi-label aware: a real record with several positive labels counts for each,
 and a synthetic job with several labels (drawn from a real record's label set, see
 ``co_occurrence``) fills the deficit of each of them.
+
+Two kinds of plans share one job loop (:func:`make_plan`):
+
+* a *deficit* plan (``strategy="balance" | "target" | "ratio"``) tops every class up to a goal;
+* a *pool* (``strategy="per_class"``) holds ``per_class`` jobs per class, each copying the label
+  set of a random real record of the class; :func:`select_from_pool` then takes from it what a
+  training subset needs (several subsets, e.g. of a data-scarcity experiment, share one cache).
+
+``report_codes="frequency"`` picks each class's member code with its frequency in the real
+records (:class:`FrequencyWeightedReports`), so a class's reports follow its real mix of codes.
 """
 from __future__ import annotations
 
@@ -29,12 +39,16 @@ from tqdm.auto import tqdm
 from .patients import PatientSampler
 
 __all__ = [
+    "FrequencyWeightedReports",
     "GenerationPlan",
     "PlanConfig",
     "ReportSource",
+    "job_record",
     "job_seed",
     "label_counts",
     "make_plan",
+    "primary_labels",
+    "select_from_pool",
     "synthetic_counts",
     "to_multi_hot",
 ]
@@ -51,44 +65,58 @@ class ReportSource(Protocol):
         ...
 
 
+STRATEGIES = ("balance", "target", "ratio", "per_class")
+
+
 @dataclass
 class PlanConfig:
-    """How many synthetic ECGs each class gets.
+    """How many synthetic ECGs each class gets, and how their reports are written.
 
     Args:
         strategy: ``"balance"``: top every class up to the largest class's count.
             ``"target"``: top every class up to ``target_count``.
             ``"ratio"``: top every class up to ``ratio`` x the largest class's count.
             A class already at or above its goal gets no synthetic ECGs.
+            ``"per_class"``: a pool of ``per_class`` jobs whose primary (first) label is each class,
+            whatever the real counts; take a subset's share with :func:`select_from_pool`.
         target_count: Goal per class for ``strategy="target"``.
         ratio: Fraction (> 0) of the largest class for ``strategy="ratio"``.
+        per_class: Jobs per class for ``strategy="per_class"``.
         co_occurrence: ``"real"``: a job for class ``c`` copies the label set of a random real record
-            of ``c``, restricted to classes that still need ECGs, so label combinations stay realistic.
-            ``"none"``: every job has exactly one label (use this for single-label data sets).
+            of ``c`` (deficit strategies: restricted to classes that still need ECGs), so label
+            combinations stay realistic. ``"none"``: every job has exactly one label (single-label data).
         classes: Only these classes get synthetic ECGs (``None``: all).
+        report_codes: ``"uniform"``: each class's member codes (e.g. the SCP statements of a
+            superclass) are picked uniformly. ``"frequency"``: with their frequency in the real
+            records (needs ``scp_codes`` in :func:`make_plan`), so rare codes stay rare.
         seed: Seed of the whole plan: label sets, reports, patients and per-ECG diffusion seeds.
     """
 
-    strategy: Literal["balance", "target", "ratio"] = "balance"
+    strategy: Literal["balance", "target", "ratio", "per_class"] = "balance"
     target_count: int | None = None
     ratio: float | None = None
+    per_class: int | None = None
     co_occurrence: Literal["real", "none"] = "real"
     classes: Sequence[str] | None = None
+    report_codes: Literal["uniform", "frequency"] = "uniform"
     seed: int = 0
 
     def __post_init__(self):
-        if self.strategy not in ("balance", "target", "ratio"):
-            raise ValueError(f"strategy should be one of 'balance', 'target', 'ratio', but got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy should be one of {', '.join(map(repr, STRATEGIES))}, but got {self.strategy!r}")
         if self.strategy == "target" and (self.target_count is None or self.target_count < 0):
             raise ValueError(f"strategy='target' needs target_count >= 0, but got target_count={self.target_count}")
         if self.strategy == "ratio" and (self.ratio is None or not self.ratio > 0):
             raise ValueError(f"strategy='ratio' needs ratio > 0, but got ratio={self.ratio}")
-        if self.strategy != "target" and self.target_count is not None:
-            raise ValueError(f"target_count is only used with strategy='target', but strategy={self.strategy!r}")
-        if self.strategy != "ratio" and self.ratio is not None:
-            raise ValueError(f"ratio is only used with strategy='ratio', but strategy={self.strategy!r}")
+        if self.strategy == "per_class" and (self.per_class is None or isinstance(self.per_class, bool) or self.per_class < 1):
+            raise ValueError(f"strategy='per_class' needs per_class >= 1, but got per_class={self.per_class}")
+        for name, strategy in (("target_count", "target"), ("ratio", "ratio"), ("per_class", "per_class")):
+            if self.strategy != strategy and getattr(self, name) is not None:
+                raise ValueError(f"{name} is only used with strategy={strategy!r}, but strategy={self.strategy!r}")
         if self.co_occurrence not in ("real", "none"):
             raise ValueError(f"co_occurrence should be 'real' or 'none', but got {self.co_occurrence!r}")
+        if self.report_codes not in ("uniform", "frequency"):
+            raise ValueError(f"report_codes should be 'uniform' or 'frequency', but got {self.report_codes!r}")
         if self.classes is not None:
             self.classes = list(self.classes)
 
@@ -117,6 +145,8 @@ def label_counts(targets, num_classes: int) -> np.ndarray:
 def synthetic_counts(real_counts: np.ndarray, config: PlanConfig, classes: Sequence[str]) -> np.ndarray:
     """``(C,)`` synthetic ECGs each class needs to reach the goal set by ``config``."""
     real_counts = np.asarray(real_counts, dtype=np.int64)
+    if config.strategy == "per_class":
+        raise ValueError("strategy='per_class' plans a pool, not a deficit; use make_plan, then select_from_pool")
     if config.strategy == "balance":
         goal = int(real_counts.max(initial=0))
     elif config.strategy == "target":
@@ -124,12 +154,18 @@ def synthetic_counts(real_counts: np.ndarray, config: PlanConfig, classes: Seque
     else:
         goal = int(np.ceil(config.ratio * real_counts.max(initial=0)))
     needed = np.clip(goal - real_counts, 0, None)
-    if config.classes is not None:
-        unknown = set(config.classes) - set(classes)
-        if unknown:
-            raise ValueError(f"PlanConfig.classes should be a subset of {list(classes)}, but has {sorted(unknown)}")
-        needed[[name not in config.classes for name in classes]] = 0
+    needed[~_allowed_classes(config, classes)] = 0
     return needed
+
+
+def _allowed_classes(config: PlanConfig, classes: Sequence[str]) -> np.ndarray:
+    """``(C,)`` bool: the classes ``config`` lets get synthetic ECGs."""
+    if config.classes is None:
+        return np.ones(len(classes), dtype=bool)
+    unknown = set(config.classes) - set(classes)
+    if unknown:
+        raise ValueError(f"PlanConfig.classes should be a subset of {list(classes)}, but has {sorted(unknown)}")
+    return np.array([name in config.classes for name in classes], dtype=bool)
 
 
 def job_seed(plan_seed: int, index: int) -> int:
@@ -179,24 +215,13 @@ class GenerationPlan:
         """Synthetic ECGs per class (a multi-label job counts for each of its labels)."""
         return dict(zip(self.classes, self.targets.sum(axis=0).astype(int).tolist()))
 
+    def job_records(self, start: int = 0, stop: int | None = None) -> list[dict]:
+        """Jobs ``[start, stop)`` as JSON-able dicts (:func:`job_record`), as written to ``plan.jsonl`` and shard parts."""
+        return [job_record(row) for row in self.jobs.iloc[start:stop].itertuples(index=False)]
+
     def to_jsonl(self) -> str:
         header = {"format": PLAN_FORMAT, "classes": self.classes, "info": self.info}
-        lines = [json.dumps(header)]
-        for row in self.jobs.itertuples(index=False):
-            lines.append(
-                json.dumps(
-                    {
-                        "index": int(row.index),
-                        "labels": row.labels,
-                        "report": row.report,
-                        "age": float(row.age),
-                        "sex": row.sex,
-                        "heart_rate": float(row.heart_rate),
-                        "seed": int(row.seed),
-                    },
-                    allow_nan=False,
-                )
-            )
+        lines = [json.dumps(header)] + [json.dumps(record, allow_nan=False) for record in self.job_records()]
         return "\n".join(lines) + "\n"
 
     def fingerprint(self) -> str:
@@ -225,6 +250,16 @@ class GenerationPlan:
         return f"{type(self).__name__}(num_jobs={len(self)}, classes={self.classes})"
 
 
+def job_record(row) -> dict:
+    """One job (a plan row: namedtuple, Series or dict) as a JSON-able dict with exact, round-trippable values.
+
+    The one serializer of job rows: ``plan.jsonl``, shard parts and the manifest all use it.
+    """
+    get = row.get if isinstance(row, dict) else (lambda key: getattr(row, key))
+    kinds = {"index": int, "labels": str, "report": str, "age": float, "sex": str, "heart_rate": float, "seed": int}
+    return {column: kinds[column](get(column)) for column in JOB_COLUMNS}
+
+
 def labels_to_multi_hot(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """``(N, C)`` float32 multi-hot from ``"|"``-joined label strings."""
     column = {name: i for i, name in enumerate(classes)}
@@ -235,7 +270,7 @@ def labels_to_multi_hot(labels: Sequence[str], classes: Sequence[str]) -> np.nda
     return multi_hot
 
 
-def _label_sets(real: np.ndarray, needed: np.ndarray, co_occurrence: str, rng: np.random.Generator) -> list[list[int]]:
+def _deficit_label_sets(real: np.ndarray, needed: np.ndarray, co_occurrence: str, rng: np.random.Generator) -> list[list[int]]:
     """Greedy label sets: always serve the class with the largest remaining deficit."""
     remaining = needed.copy()
     records_of = [np.flatnonzero(real[:, c]) for c in range(real.shape[1])]
@@ -251,6 +286,50 @@ def _label_sets(real: np.ndarray, needed: np.ndarray, co_occurrence: str, rng: n
     return label_sets
 
 
+def _pool_label_sets(real: np.ndarray, classes: Sequence[str], allowed: np.ndarray, per_class: int, co_occurrence: str,
+                     rng: np.random.Generator) -> list[list[int]]:  # fmt: skip
+    """``per_class`` label sets per allowed class (class by class), each copying a random real record's labels."""
+    label_sets = []
+    for c, name in enumerate(classes):
+        if not allowed[c]:
+            continue
+        records = np.flatnonzero(real[:, c])
+        if len(records) == 0:
+            raise ValueError(f"Class {name!r} has no positive real record, so the pool cannot copy a label set for it")
+        for record in rng.choice(records, size=per_class):
+            others = [int(o) for o in np.flatnonzero(real[record]) if o != c] if co_occurrence == "real" else []
+            label_sets.append([c] + others)
+    return label_sets
+
+
+class FrequencyWeightedReports:
+    """``report_for_class`` of a :class:`~ecgaug.text.reports.ReportTemplater`, picking each class's member
+    code with its frequency in the real records (uniform picking would write, e.g., as many rare
+    posterior-MI reports as common inferior-MI ones).
+
+    Args:
+        templater: The templater (its ``task`` set to the data set's task); needs ``label_statistics``
+            and ``report_for_class(..., code_counts=)``.
+        scp_codes: The real records' ``scp_codes`` dicts (e.g. ``PTBXL(...).metadata["scp_codes"]``).
+        classes: The class labels to prepare.
+
+    Raises:
+        ValueError: naming a class no real record carries a code of.
+    """
+
+    def __init__(self, templater, scp_codes: Sequence[dict], classes: Sequence[str]):
+        self.templater = templater
+        self.code_counts = {}
+        for label in classes:
+            statistics = templater.label_statistics(scp_codes, label)
+            if statistics.num_records == 0:
+                raise ValueError(f"No real record carries a code of class {label!r}, so no report can be templated for it")
+            self.code_counts[label] = statistics.code_counts
+
+    def report_for_class(self, label: str, *, rng: np.random.Generator, co_occurring: Sequence[str] | None = None) -> str:
+        return self.templater.report_for_class(label, rng=rng, code_counts=self.code_counts[label], co_occurring=co_occurring)
+
+
 def make_plan(
     targets,
     classes: Sequence[str],
@@ -258,20 +337,23 @@ def make_plan(
     reports: ReportSource,
     patients: PatientSampler,
     config: PlanConfig | None = None,
+    scp_codes: Sequence[dict] | None = None,
     show_progress: bool = False,
 ) -> GenerationPlan:
-    """Plan the synthetic ECGs that bring a data set's classes to the goal of ``config``.
+    """Plan the synthetic ECGs of ``config``: the deficit to a goal, or a per-class pool.
 
     Args:
         targets: ``(N, C)`` multi-hot or ``(N,)`` integer labels of the real data set.
         classes: The ``C`` class names in target order.
-        reports: Writes the report of each job (``report_for_class(primary, rng=, co_occurring=)``).
+        reports: Writes the report of each job (``report_for_class(primary, rng=, co_occurring=)``), e.g. a
+            :class:`~ecgaug.text.reports.ReportTemplater`.
         patients: Draws each job's age, sex and heart rate (see :class:`PatientSampler`).
-        config: The counting strategy and seed; defaults to ``PlanConfig()`` (balance to the largest class).
+        config: The counting strategy, report codes and seed; defaults to ``PlanConfig()`` (balance to the largest class).
+        scp_codes: The real records' code dicts, for ``config.report_codes="frequency"``.
         show_progress: Show a tqdm bar while writing reports and patients.
 
     Returns:
-        The plan; ``plan.info`` records the config and the real and synthetic counts per class.
+        The plan; ``plan.info`` records the config and the real (and, for deficit strategies, needed) counts per class.
     """
     config = config or PlanConfig()
     classes = list(classes)
@@ -279,9 +361,21 @@ def make_plan(
     if list(patients.classes) != classes:
         raise ValueError(f"patients.classes should equal classes {classes}, but got {patients.classes}")
     real_counts = real.sum(axis=0)
-    needed = synthetic_counts(real_counts, config, classes)
     rng = np.random.default_rng([config.seed, 0])
-    label_sets = _label_sets(real, needed, config.co_occurrence, rng)
+    info = {"config": asdict(config), "real_counts": dict(zip(classes, real_counts.astype(int).tolist()))}
+    if config.strategy == "per_class":
+        label_sets = _pool_label_sets(real, classes, _allowed_classes(config, classes), config.per_class, config.co_occurrence, rng)
+    else:
+        needed = synthetic_counts(real_counts, config, classes)
+        label_sets = _deficit_label_sets(real, needed, config.co_occurrence, rng)
+        info["needed_counts"] = dict(zip(classes, needed.astype(int).tolist()))
+    if config.report_codes == "frequency":
+        if scp_codes is None:
+            raise ValueError("report_codes='frequency' needs scp_codes (the real records' code dicts) to count codes")
+        if len(scp_codes) != len(real):
+            raise ValueError(f"scp_codes should have one dict per real record ({len(real)}), but has {len(scp_codes)}")
+        primaries = sorted({labels[0] for labels in label_sets})
+        reports = FrequencyWeightedReports(reports, scp_codes, [classes[c] for c in primaries])
 
     rows = []
     for index, labels in enumerate(tqdm(label_sets, desc="planning", disable=not show_progress)):
@@ -290,10 +384,62 @@ def make_plan(
         report = reports.report_for_class(names[0], rng=job_rng, co_occurring=names[1:] or None)
         patient = patients.sample(names, rng=job_rng, report=report)
         rows.append((index, LABEL_SEPARATOR.join(names), report, patient.age, patient.sex, patient.heart_rate, job_seed(config.seed, index)))
-    jobs = pd.DataFrame(rows, columns=list(JOB_COLUMNS))
-    info = {
-        "config": asdict(config),
-        "real_counts": dict(zip(classes, real_counts.astype(int).tolist())),
-        "needed_counts": dict(zip(classes, needed.astype(int).tolist())),
-    }
-    return GenerationPlan(jobs, classes, info)
+    return GenerationPlan(pd.DataFrame(rows, columns=list(JOB_COLUMNS)), classes, info)
+
+
+def primary_labels(plan: GenerationPlan) -> np.ndarray:
+    """``(N,)`` class index (in ``plan.classes``) of each job's primary (first) label."""
+    column = {name: i for i, name in enumerate(plan.classes)}
+    return np.array([column[labels.split(LABEL_SEPARATOR)[0]] for labels in plan.jobs["labels"]], dtype=np.int64)
+
+
+def select_from_pool(pool_targets, pool_primary, real_counts, *, synthetic_per_real: float, allowed=None,
+                     seed: int = 0) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """Choose a training subset's synthetic ECGs from a pool (``strategy="per_class"``).
+
+    Class ``c`` wants ``min(max(real_counts) - real_counts[c], floor(synthetic_per_real * real_counts[c]))``
+    (zero where ``allowed[c]`` is False). Greedily, the class with the largest remaining want takes its next
+    pool ECG (primary label ``c``, in a seeded order); that ECG counts for each of its labels. A class whose
+    pool runs out stops there (reported as ``shortfall``).
+
+    Args:
+        pool_targets: ``(P, C)`` multi-hot labels of the pool (``plan.targets`` or ``cache.targets()``).
+        pool_primary: ``(P,)`` primary class index of each pool ECG (:func:`primary_labels`).
+        real_counts: ``(C,)`` positive real records of the subset.
+        synthetic_per_real: Cap per class, relative to its real records.
+        allowed: ``(C,)`` bool, classes that may get synthetic ECGs (``None``: all).
+        seed: Seed of the order in which each class's pool ECGs are taken.
+
+    Returns:
+        ``(indices, summary)``: sorted pool indices, and ``{"wanted", "selected", "shortfall"}`` per class
+        (``selected`` counts every label of the chosen ECGs).
+    """
+    pool_targets = np.asarray(pool_targets) > 0
+    pool_primary = np.asarray(pool_primary)
+    real_counts = np.asarray(real_counts, dtype=np.int64)
+    num_classes = len(real_counts)
+    if pool_targets.ndim != 2 or pool_targets.shape[1] != num_classes or pool_primary.shape != (len(pool_targets),):
+        raise ValueError(f"pool_targets should be (P, {num_classes}) and pool_primary (P,), but got "
+                         f"{pool_targets.shape} and {pool_primary.shape}")  # fmt: skip
+    wanted = np.minimum(real_counts.max(initial=0) - real_counts, np.floor(synthetic_per_real * real_counts).astype(np.int64))
+    if allowed is not None:
+        wanted[~np.asarray(allowed, dtype=bool)] = 0
+    rng = np.random.default_rng([seed, 2])
+    queues = [list(rng.permutation(np.flatnonzero(pool_primary == c))) for c in range(num_classes)]
+    remaining = wanted.copy()
+    shortfall = np.zeros(num_classes, dtype=np.int64)
+    chosen = []
+    while remaining.max(initial=0) > 0:
+        c = int(np.argmax(remaining))
+        if not queues[c]:
+            shortfall[c] = remaining[c]
+            remaining[c] = 0
+            continue
+        index = int(queues[c].pop())
+        chosen.append(index)
+        labels = pool_targets[index] & (remaining > 0)
+        remaining[labels] -= 1
+    chosen = np.array(sorted(chosen), dtype=np.int64)
+    selected = pool_targets[chosen].sum(axis=0) if len(chosen) else np.zeros(num_classes, dtype=np.int64)
+    summary = {"wanted": wanted.tolist(), "selected": selected.astype(int).tolist(), "shortfall": shortfall.tolist()}
+    return chosen, summary

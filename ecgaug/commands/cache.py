@@ -135,11 +135,14 @@ def _make_plan(args):
         age_jitter=args.age_jitter,
         heart_rate_jitter=args.heart_rate_jitter,
     )
+    # Member codes are picked with their frequency in the split (the experiment's planner); the
+    # per_class pool and uniform codes are read when the build arguments offer them.
     config = PlanConfig(strategy=args.strategy, target_count=args.target_count, ratio=args.ratio,
-                        co_occurrence=args.co_occurrence, classes=args.classes, seed=args.seed)  # fmt: skip
+                        per_class=getattr(args, "per_class", None), co_occurrence=args.co_occurrence, classes=args.classes,
+                        report_codes=getattr(args, "report_codes", None) or "frequency", seed=args.seed)  # fmt: skip
     reports = ReportTemplater.from_ptbxl(args.ptbxl_root, task=dataset.task)  # class labels mean the dataset's task
-    return make_plan(dataset.targets, dataset.classes, reports=reports,
-                     patients=patients, config=config, show_progress=not args.no_progress)  # fmt: skip
+    return make_plan(dataset.targets, dataset.classes, reports=reports, patients=patients, config=config,
+                     scp_codes=dataset.metadata["scp_codes"].tolist(), show_progress=not args.no_progress)  # fmt: skip
 
 
 def _load_generator(args):

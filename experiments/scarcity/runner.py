@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 from classifiers import create_model, is_model, list_models
 from classifiers.metrics import bootstrap_indices
 from classifiers.train import TrainConfig, fit, make_dataloader, predict
-from ecgaug.augment import AugmentedDataset, PatientSampler, SyntheticCache
+from ecgaug.augment import AugmentedDataset, SyntheticCache
+from ecgaug.augment.plan import primary_labels, select_from_pool
 from ecgaug.data.ptbxl import PTBXL, load_database
 
 from . import report, synthetic, timing
@@ -241,12 +242,7 @@ def prepare(config: ExperimentConfig, run_dir, *, estimate_only: bool = False) -
     if generator is not None:
         # One pass over every database record, cached beside the PTB-XL signal cache.
         train.heart_rates(num_workers=config.num_threads if config.num_threads > 1 else 0)
-        patients = PatientSampler.from_dataset(train)
-        from ecgaug.text.reports import ReportTemplater
-
-        reports = synthetic.FrequencyWeightedReports(ReportTemplater.from_ptbxl(config.ptbxl, task=config.task),
-                                                     train.metadata["scp_codes"].tolist(), classes)  # fmt: skip
-        plan = synthetic.plan_pool(train.targets, classes, per_class=config.pool_per_class, reports=reports, patients=patients,
+        plan = synthetic.plan_pool(train, classes, per_class=config.pool_per_class, ptbxl_root=config.ptbxl, task=config.task,
                                    seed=config.pool_seed, show_progress=config.progress)  # fmt: skip
         for scale in config.guidance_scales:
             pools[scale] = synthetic.build_pool(pool_dir(run_dir, scale, config), plan, generator, num_inference_steps=config.num_inference_steps,
@@ -345,7 +341,7 @@ def perform(config: ExperimentConfig, run_dir, prepared: Prepared) -> list[tuple
     pools = {}
     for scale, cache in prepared.pools.items():
         augmented = AugmentedDataset(prepared.train, cache)
-        pools[scale] = _Pool(augmented, augmented.targets, cache.plan.targets, synthetic.pool_primary_labels(cache.plan))
+        pools[scale] = _Pool(augmented, augmented.targets, cache.plan.targets, primary_labels(cache.plan))
     base_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
                               num_workers=config.num_workers, device=config.device, progress=False)  # fmt: skip
     val_loader = make_dataloader(prepared.val, base_config)
@@ -375,7 +371,7 @@ def _train_cell(config, run_dir, prepared, pools, regime, arm, seed, base_config
     if arm.synthetic:
         pool = pools[arm.guidance_scale]
         allowed = rare_mask if arm.synthetic_classes == "rare" else np.ones(len(prepared.classes), dtype=bool)
-        indices, synthetic_info = synthetic.select_synthetic(pool.pool_targets, pool.primary, train_targets[rows].sum(axis=0),
+        indices, synthetic_info = select_from_pool(pool.pool_targets, pool.primary, train_targets[rows].sum(axis=0),
                                                              synthetic_per_real=arm.synthetic_per_real, allowed=allowed, seed=seed)  # fmt: skip
         extra = dict(augmented=pool.dataset, augmented_targets=pool.targets, synthetic_indices=indices)
         np.save(folder / "synthetic_indices.npy", indices)
