@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["SCHEDULERS", "DEFAULT_NUM_INFERENCE_STEPS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler"]
+__all__ = ["SCHEDULERS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler"]
 
 # name → (diffusers class name, extra arguments)
 SCHEDULERS = {
@@ -17,16 +17,22 @@ SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
 }
+# The usual number of steps of each sampler, by diffusers class name. Read only through
+# default_num_inference_steps, which GenerationSettings calls: the one place a default is resolved.
+_DEFAULT_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25}
 # What a sampler takes from the training schedule; everything else keeps each sampler's own default
 # (e.g. its timestep spacing), so a config read back from disk builds the same sampler.
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "clip_sample", "clip_sample_range")
-DEFAULT_NUM_INFERENCE_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25}
 
 
 def default_num_inference_steps(scheduler) -> int:
-    """The usual number of steps of a sampler, by name or instance (25 DPM-Solver++, 50 DDIM, 1000 DDPM; else 50)."""
+    """The usual number of steps of a sampler, by name or instance (25 DPM-Solver++, 50 DDIM, 1000 DDPM; else 50).
+
+    Use ``GenerationSettings(scheduler=...).num_inference_steps`` rather than calling this: the
+    settings resolve the default once, and everything downstream (pipeline, cache key) reads it there.
+    """
     name = scheduler if isinstance(scheduler, str) else type(scheduler).__name__
-    return DEFAULT_NUM_INFERENCE_STEPS.get(SCHEDULERS.get(name, (name,))[0], 50)
+    return _DEFAULT_STEPS.get(SCHEDULERS.get(name, (name,))[0], 50)
 
 
 def published_ddpm_scheduler(**overrides):

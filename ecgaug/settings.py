@@ -45,6 +45,7 @@ __all__ = [
 AGE_RANGE = (0.0, 120.0)  # years
 HEART_RATE_RANGE = (20.0, 300.0)  # bpm
 SAMPLING_RATE_RANGE = (1.0, 10_000.0)  # Hz
+TEXT_ENCODERS = ("openai", "minilm", "table")  # the backends of ecgaug.text.encoders.get_text_encoder
 
 
 def _check_number(name: str, value, low: float, high: float, unit: str = "") -> float:
@@ -187,8 +188,15 @@ class GenerationSettings:
     def from_cli_args(cls, args: argparse.Namespace, **overrides) -> "GenerationSettings":
         """From the options of :func:`add_generation_arguments` (missing ones keep their defaults)."""
         text_encoder = {}
-        if getattr(args, "text_table", None) is not None:
-            text_encoder = {"type": "table", "path": args.text_table or None}  # "" → the upstream's own table
+        name, table = getattr(args, "text_encoder", None), getattr(args, "text_table", None)
+        if table is not None and name not in (None, "table"):
+            raise ValueError(f"--text_table looks embeddings up in a table, so it cannot go with --text_encoder {name}")
+        if table is not None or name == "table":
+            if not table and getattr(args, "upstream", None) is None:
+                raise ValueError("--text_table without a path needs --upstream (whose ptbxl_text_embed.csv it uses)")
+            text_encoder = {"type": "table", "path": table or None}  # "" → the upstream's own table
+        elif name is not None:
+            text_encoder = {"type": name}  # the model's own options (e.g. its MiniLM checkpoint) are kept when the type matches
         if getattr(args, "request_timeout", None) is not None:
             text_encoder["request_timeout"] = args.request_timeout
         names = ("model", "upstream", "revision", "scheduler", "num_inference_steps", "guidance_scale", "strength",
@@ -235,6 +243,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool
                             "downloaded into the hub cache, HF_HUB_OFFLINE=1 uses the cache only) or a folder with "
                             "vae_model.pth and unet_all.pth; uses OpenAI embeddings unless --text_table")
     group.add_argument("--revision", default=None, help="with a hub --upstream: branch, tag or commit hash to pin")
+    group.add_argument("--text_encoder", choices=TEXT_ENCODERS, default=None,
+                       help="text encoder instead of the model's own (table: the same as --text_table)")
     group.add_argument("--text_table", nargs="?", const="", default=None, metavar="CSV",
                        help="look embeddings up in the published ptbxl_text_embed.csv: this path, or with no path the "
                             "--upstream repository's own")
@@ -250,6 +260,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool
                            help="with seed ECGs: fraction of the schedule run, in (0, 1]; small stays close to the seed")
     group.add_argument("--sampling_rate", type=cli_type(_settings_check("sampling_rate")), default=100.0,
                        help="Hz of the 10 s ECGs (1–10000): 100 → 1000 samples, 500 → 5000, 102.4 native")
-    group.add_argument("--lead_order", default="ptbxl", choices=["ptbxl", "model"])
+    group.add_argument("--lead_order", default="ptbxl", choices=["ptbxl", "model", "mimic"],
+                       help="lead order of the ECGs: ptbxl (I, II, III, aVR, ...) or the model's MIMIC order (model and mimic)")
     group.add_argument("--batch_size", type=cli_type(lambda v: check_positive_int("batch_size", v), int), default=None,
                        help="ECGs per forward pass (default 1024 on GPU, 64 on CPU)")

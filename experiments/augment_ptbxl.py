@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ecgaug.augment import CacheMismatchError
-from ecgaug.commands.train import parse_folds
+from ecgaug.data.folds import parse_folds
 
 # The experiment's package, experiments/scarcity/, sits beside this script, whose folder Python puts on sys.path.
 from scarcity.config import ARM_NAMES, DEFAULT_ARMS, FULL, QUICK, ExperimentConfig, make_arms, make_regimes, sweep_arms

@@ -48,7 +48,7 @@ class FakeGenerator:
         self._sampler_name = sampler_name
         self.fail_after_calls = fail_after_calls
         self.delay = delay
-        self.calls = []  # (num_reports, num_inference_steps, guidance_scale, lead_order, sampling_rate) per call
+        self.calls = []  # (num_reports, num_inference_steps, guidance_scale, lead_order, sampling_rate, batch_size) per call
 
     @property
     def sampler_name(self) -> str:
@@ -66,7 +66,7 @@ class FakeGenerator:
             raise ValueError("reports, age, sex and heart_rate should have the same length")
         if not isinstance(generator, list) or len(generator) != len(reports):
             raise ValueError(f"generator should be a list of {len(reports)} torch.Generator, but got {generator!r}")
-        self.calls.append((len(reports), num_inference_steps, guidance_scale, lead_order, sampling_rate))
+        self.calls.append((len(reports), num_inference_steps, guidance_scale, lead_order, sampling_rate, batch_size))
         time.sleep(self.delay)
         signals = []
         for report, rate, g in zip(reports, heart_rate, generator):
@@ -76,7 +76,7 @@ class FakeGenerator:
 
 
 def slow_generator() -> FakeGenerator:
-    """Factory for ``--generator fake_generator:slow_generator``."""
+    """Factory for ``ecgaug cache build --model_factory fake_generator:slow_generator``."""
     return FakeGenerator(delay=0.05)
 
 

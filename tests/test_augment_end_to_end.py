@@ -25,7 +25,7 @@ def ecgaug_cache(argv):
 def test_cache_build_with_ptbxl_lite_feeds_a_balanced_dataloader(tmp_path):
     root = make_ptbxl(tmp_path / "ptbxl", num_records=60)
     cache_dir = tmp_path / "cache"
-    build = ["build", "--ptbxl_root", str(root), "--output_dir", str(cache_dir), "--model", "ptbxl-lite",
+    build = ["build", "--ptbxl", str(root), "--output_dir", str(cache_dir), "--model", "ptbxl-lite",
              "--num_inference_steps", "3", "--shard_size", "16", "--device", "cpu", "--no_progress"]
     assert ecgaug_cache(build) == 0
     assert ecgaug_cache(["verify", str(cache_dir)]) == 0

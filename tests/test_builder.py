@@ -11,8 +11,9 @@ import pytest
 import torch
 from fake_generator import FakeGenerator, expected_signal, small_plan
 
-from ecgaug.augment.builder import build_cache, run_build
+from ecgaug.augment.builder import build_cache, build_settings, run_build
 from ecgaug.augment.cache import CacheConfig, CacheMismatchError, SyntheticCache
+from ecgaug.settings import GenerationSettings
 
 TESTS_DIR = Path(__file__).parent
 SHARD_SIZE = 4
@@ -44,11 +45,12 @@ def assert_holds_the_plan(cache):
 
 def test_build_generates_every_job_once(tmp_path, plan):
     generator = FakeGenerator()
-    cache, result = run_build(tmp_path / "cache", plan, generator, num_inference_steps=3, guidance_scale=2.0, lead_order="mimic",
-                              sampling_rate=50.0, shard_size=SHARD_SIZE, show_progress=False)  # fmt: skip
+    settings = GenerationSettings(num_inference_steps=3, guidance_scale=2.0, lead_order="mimic", sampling_rate=50.0, batch_size=2)
+    cache, result = run_build(tmp_path / "cache", plan, generator, settings, shard_size=SHARD_SIZE, show_progress=False)
     assert result.written == list(range(7)) and result.already_complete == []
     assert [call[0] for call in generator.calls] == [4, 4, 4, 4, 4, 4, 1]
-    assert {call[1:] for call in generator.calls} == {(3, 2.0, "mimic", 50.0)}
+    assert {call[1:] for call in generator.calls} == {(3, 2.0, "mimic", 50.0, 2)}
+    assert (cache.config.num_inference_steps, cache.config.guidance_scale, cache.config.lead_order) == (3, 2.0, "mimic")
     assert_holds_the_plan(cache)
     again = build_cache(cache, generator, show_progress=False)
     assert again.written == [] and again.already_complete == list(range(7)) and len(generator.calls) == 7
@@ -107,7 +109,7 @@ def _env():
 def test_a_killed_build_process_resumes(tmp_path, plan):
     plan.save(tmp_path / "plan.jsonl")
     command = [sys.executable, "-m", "ecgaug.commands.cache", "build", "--plan", str(tmp_path / "plan.jsonl"),
-               "--generator", "fake_generator:slow_generator", "--output_dir", str(tmp_path / "cache"),
+               "--model_factory", "fake_generator:slow_generator", "--output_dir", str(tmp_path / "cache"),
                "--shard_size", str(SHARD_SIZE), "--no_progress"]  # fmt: skip
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
@@ -129,7 +131,7 @@ def test_torchrun_two_ranks_split_the_plan_and_merge_one_manifest(tmp_path, plan
     plan.save(tmp_path / "plan.jsonl")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "ecgaug.commands.cache", "build", "--plan", str(tmp_path / "plan.jsonl"),
-               "--generator", "fake_generator:FakeGenerator", "--output_dir", str(tmp_path / "cache"),
+               "--model_factory", "fake_generator:FakeGenerator", "--output_dir", str(tmp_path / "cache"),
                "--shard_size", str(SHARD_SIZE), "--no_progress"]  # fmt: skip
     completed = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -141,8 +143,8 @@ def test_torchrun_two_ranks_split_the_plan_and_merge_one_manifest(tmp_path, plan
 def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_pipeline):
     plan = small_plan()
     plan = type(plan)(plan.jobs.iloc[:6], plan.classes)  # 6 jobs: shards of 4 and 2
-    cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, num_inference_steps=2, shard_size=SHARD_SIZE,
-                         batch_size=3, show_progress=False)  # fmt: skip
+    settings = GenerationSettings(num_inference_steps=2, batch_size=3)  # dpmsolver++, the tiny pipeline's sampler
+    cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, settings, shard_size=SHARD_SIZE, show_progress=False)
     assert (cache.config.model_id, cache.config.sampler) == ("tiny-test", tiny_pipeline.sampler_name)
     jobs = plan.jobs
     direct = tiny_pipeline.generate(jobs["report"].tolist(), jobs["age"].tolist(), jobs["sex"].tolist(), jobs["heart_rate"].tolist(),
@@ -150,3 +152,29 @@ def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_p
     cached = np.concatenate([cache.load_shard(0), cache.load_shard(1)]).astype(np.float32)
     np.testing.assert_allclose(cached, direct.numpy(), atol=2e-3, rtol=1e-2)  # float16 storage
     assert cache.verify().finished
+
+
+def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(tmp_path, tiny_pipeline):
+    plan = small_plan()
+    fake = FakeGenerator()
+    cache, _ = run_build(tmp_path / "fake", plan, fake, shard_size=SHARD_SIZE, show_progress=False)
+    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 25, "the key records the steps run"
+    assert {call[1] for call in fake.calls} == {25}
+    assert build_settings(tiny_pipeline).scheduler == "dpmsolver++"
+    with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*DPMSolverMultistepScheduler"):
+        run_build(tmp_path / "ddim", plan, tiny_pipeline, GenerationSettings(scheduler="ddim"), show_progress=False)
+    with pytest.raises(ValueError, match="strength 1"):
+        run_build(tmp_path / "s", plan, fake, GenerationSettings(strength=0.5), show_progress=False)
+    with pytest.raises(TypeError, match="inside settings"):
+        run_build(tmp_path / "t", plan, fake, GenerationSettings(), guidance_scale=2.0, show_progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        run_build(tmp_path / "u", plan, fake, scheduler="ddim", show_progress=False)
+    assert not (tmp_path / "ddim").exists() and not (tmp_path / "s").exists(), "refused before any cache is created"
+
+
+def test_loose_keywords_still_work_but_are_deprecated(tmp_path):
+    fake = FakeGenerator()
+    with pytest.warns(DeprecationWarning, match="pass settings=GenerationSettings"):
+        cache, _ = run_build(tmp_path / "c", small_plan(), fake, num_inference_steps=4, sampling_rate=50.0, shard_size=SHARD_SIZE,
+                             show_progress=False)  # fmt: skip
+    assert (cache.config.num_inference_steps, cache.config.sampling_rate) == (4, 50.0)

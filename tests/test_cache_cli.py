@@ -21,7 +21,7 @@ def run(argv):
 def built(tmp_path, capsys):
     small_plan().save(tmp_path / "plan.jsonl")
     root = tmp_path / "cache"
-    build = ["build", "--plan", str(tmp_path / "plan.jsonl"), "--generator", "fake_generator:FakeGenerator",
+    build = ["build", "--plan", str(tmp_path / "plan.jsonl"), "--model_factory", "fake_generator:FakeGenerator",
              "--output_dir", str(root), "--shard_size", "8", "--no_progress"]  # fmt: skip
     assert run(build) == 0
     return root, build
@@ -65,10 +65,12 @@ def test_a_build_with_other_settings_is_refused(built, capsys):
 
 
 def test_argument_errors(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="exactly one of --ptbxl_root"):
+    with pytest.raises(SystemExit, match="exactly one of --ptbxl"):
         run(["build", "--output_dir", str(tmp_path / "c")])
-    with pytest.raises(SystemExit, match="MODULE:FACTORY"):
-        run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--generator", "nocolon"])
+    with pytest.raises(SystemExit, match="exactly one of --ptbxl"):
+        run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--ptbxl_root", "ptbxl"])
+    with pytest.raises(SystemExit, match="--model_factory should be MODULE:FACTORY"):
+        run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--model_factory", "nocolon"])
     with pytest.raises(SystemExit, match="--age shape a new plan"):
         run(["build", "--output_dir", str(tmp_path / "c"), "--plan", "p.jsonl", "--age", "50"])
     assert run(["build", "--output_dir", str(tmp_path / "c"), "--plan", str(tmp_path / "missing.jsonl")]) == 1
@@ -96,11 +98,40 @@ def test_build_text_encoder_names_an_encoder(tmp_path):
 
     generator = cache_command._load_generator(build_parser_args(["--text_encoder", "minilm"]))
     assert isinstance(generator.text_encoder, MiniLMTextEncoder)
-    with pytest.raises(SystemExit, match=r"error: Unknown text encoder 'clip'"):
-        cache_command._load_generator(build_parser_args(["--text_encoder", "clip"]))
+    with pytest.raises(SystemExit) as exit_info:  # the shared --text_encoder checks its choices when parsing
+        build_parser_args(["--text_encoder", "clip"])
+    assert exit_info.value.code == 2
     table = tmp_path / "embeddings.csv"
     table.write_text('text,embed\nsinus rhythm,"[0.1, 0.2, 0.3]"\n')
-    with pytest.raises(SystemExit, match=r"error: .*3-d embeddings"):  # ptbxl-lite expects 384-d MiniLM ones
-        cache_command._load_generator(build_parser_args(["--text_encoder", "table", "--text_table", str(table)]))
-    with pytest.raises(SystemExit, match="--text_encoder table needs --text_table"):
-        cache_command._check_build_args(build_parser_args(["--text_encoder", "table"]))
+    for argv in (["--text_encoder", "table", "--text_table", str(table)], ["--text_table", str(table)]):
+        with pytest.raises(SystemExit, match=r"error: .*3-d embeddings"):  # ptbxl-lite expects 384-d MiniLM ones
+            cache_command._load_generator(build_parser_args(argv))
+    with pytest.raises(SystemExit, match="--text_table without a path needs --upstream"):
+        cache_command._load_generator(build_parser_args(["--text_encoder", "table"]))
+    with pytest.raises(SystemExit, match="cannot go with --text_encoder minilm"):
+        cache_command._load_generator(build_parser_args(["--text_encoder", "minilm", "--text_table", str(table)]))
+
+
+def test_build_reads_one_generation_settings_object():
+    from ecgaug.settings import GenerationSettings
+
+    args = build_parser_args(["--scheduler", "ddim", "--guidance_scale", "2", "--lead_order", "mimic", "--batch_size", "3",
+                              "--request_timeout", "5", "--text_encoder", "openai"])  # fmt: skip
+    settings = cache_command._settings(args)
+    assert settings == GenerationSettings(scheduler="ddim", num_inference_steps=50, guidance_scale=2.0, lead_order="mimic",
+                                          batch_size=3, text_encoder={"type": "openai", "request_timeout": 5.0})  # fmt: skip
+    assert cache_command._settings(build_parser_args([])).num_inference_steps == 25, "the default steps come from the settings"
+    for bad in (["--num_inference_steps", "0"], ["--guidance_scale", "0.5"], ["--sampling_rate", "0"], ["--request_timeout", "-1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser_args(bad)
+        assert exit_info.value.code == 2, bad
+    ptbxl = build_parser_args(["--ptbxl", "data/ptbxl"])
+    assert ptbxl.ptbxl_root == "data/ptbxl" and build_parser_args(["--ptbxl_root", "data/ptbxl"]).ptbxl_root == "data/ptbxl"
+
+
+def test_build_with_a_model_factory_records_the_resolved_steps(tmp_path, capsys):
+    small_plan().save(tmp_path / "plan.jsonl")
+    build = ["build", "--plan", str(tmp_path / "plan.jsonl"), "--model_factory", "fake_generator:FakeGenerator",
+             "--output_dir", str(tmp_path / "cache"), "--shard_size", "8", "--no_progress", "--scheduler", "ddpm"]  # fmt: skip
+    assert run(build) == 0
+    assert SyntheticCache(tmp_path / "cache").config.num_inference_steps == 1000

@@ -14,17 +14,21 @@ and rank 0 merges the manifest after a barrier.
 """
 from __future__ import annotations
 
-import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ecgaug.distributed import distributed_context, distributed_env
+from ecgaug.schedulers import SCHEDULERS
+from ecgaug.settings import GenerationSettings
+
 from .cache import SHARD_DIR, CacheConfig, CacheMismatchError, SyntheticCache, _remove_temporaries
 from .plan import GenerationPlan
 
-__all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_shard", "distributed_env", "generate_shard", "run_build"]
+__all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_settings", "build_shard", "generate_shard", "run_build"]
 
 
 class ECGGenerator(Protocol):
@@ -182,34 +186,69 @@ def build_cache(
     return result
 
 
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from the ``torchrun`` environment (``(0, 1, 0)`` without it)."""
-    try:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-    except ValueError as error:
-        raise ValueError(f"RANK, WORLD_SIZE and LOCAL_RANK should be integers (as torchrun sets them): {error}") from None
+_LEGACY_KEYWORDS = ("num_inference_steps", "guidance_scale", "lead_order", "sampling_rate", "batch_size")
+
+
+def build_settings(generator: ECGGenerator, settings: GenerationSettings | None = None, **legacy) -> GenerationSettings:
+    """The :class:`~ecgaug.settings.GenerationSettings` a build of ``generator`` runs with, checked against it.
+
+    ``settings=None`` takes the defaults, with the generator's own sampler (so the default number
+    of steps is that sampler's). A settings scheduler that names a different diffusers sampler
+    than the generator's is refused: the cache would record steps meant for another sampler.
+    ``legacy`` (deprecated): the loose keywords of earlier versions (``num_inference_steps``,
+    ``guidance_scale``, ``lead_order``, ``sampling_rate``, ``batch_size``), only without ``settings``.
+    """
+    unknown = sorted(set(legacy) - set(_LEGACY_KEYWORDS))
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}; pass settings=GenerationSettings(...)")
+    by_class = {class_name: name for name, (class_name, _) in SCHEDULERS.items()}
+    if settings is None:
+        if legacy:
+            warnings.warn(f"run_build({', '.join(f'{k}=' for k in legacy)}...) is deprecated; pass settings=GenerationSettings(...)",
+                          DeprecationWarning, stacklevel=3)  # fmt: skip
+        return GenerationSettings(scheduler=by_class.get(generator.sampler_name, GenerationSettings.scheduler), **legacy)
+    if legacy:
+        raise TypeError(f"pass {sorted(legacy)} inside settings, not beside it")
+    if not isinstance(settings, GenerationSettings):
+        raise TypeError(f"settings should be a GenerationSettings, but got {type(settings).__name__}")
+    if settings.strength != 1.0:
+        raise ValueError(f"a cache is generated from pure noise (strength 1), but settings have strength={settings.strength:g}")
+    wanted = SCHEDULERS[settings.scheduler][0] if isinstance(settings.scheduler, str) else type(settings.scheduler).__name__
+    if generator.sampler_name in by_class and generator.sampler_name != wanted:
+        raise ValueError(f"the settings name sampler {settings.sampler_name!r} ({wanted}), but the generator samples with "
+                         f"{generator.sampler_name}; load the generator from the same settings (DiffuSETSPipeline.from_settings)")  # fmt: skip
+    return settings
 
 
 def run_build(
     output_dir,
     plan: GenerationPlan,
     generator: ECGGenerator,
+    settings: GenerationSettings | None = None,
     *,
-    num_inference_steps: int | None = None,
-    guidance_scale: float = 1.0,
-    lead_order: str = "ptbxl",
-    sampling_rate: float = 100.0,
     shard_size: int = 256,
-    batch_size: int | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    **legacy,
 ) -> tuple[SyntheticCache, BuildResult]:
     """Create (or resume) the cache at ``output_dir`` and generate ``plan`` into it.
+
+    Args:
+        output_dir: The cache folder.
+        plan: What to generate.
+        generator: The model, e.g. ``DiffuSETSPipeline.from_settings(settings)``, on its device.
+        settings: Steps, guidance, lead order, sampling rate and batch size (see
+            :func:`build_settings`; None: the defaults with the generator's sampler). Everything but
+            the batch size goes into the cache's key, with the number of steps resolved.
+        shard_size: ECGs per shard.
+        overwrite: Delete a cache made with other settings instead of refusing it.
+        show_progress: Show a tqdm bar over shards.
 
     Under ``torchrun --nproc_per_node K`` (``WORLD_SIZE=K``), rank 0 creates the cache, every rank
     builds its share of the shards, and rank 0 merges the manifest; the ranks meet at barriers of
     a ``gloo`` process group (created here unless one exists; only barriers are needed, so
-    ``gloo`` serves GPU builds too). Put the generator on ``cuda:LOCAL_RANK`` before calling.
+    ``gloo`` serves GPU builds too). Put the generator on ``cuda:LOCAL_RANK`` before calling
+    (:func:`ecgaug.distributed.local_device`).
 
     Returns:
         The cache and this rank's :class:`BuildResult`.
@@ -217,18 +256,22 @@ def run_build(
     Raises:
         CacheMismatchError: if ``output_dir`` holds a cache made with other settings and not ``overwrite``.
         CacheBusyError: if ``overwrite`` and another builder is writing ``output_dir``.
+        ValueError: if ``settings`` do not fit the generator (:func:`build_settings`).
     """
+    settings = build_settings(generator, settings, **legacy)
     config = CacheConfig.for_plan(
         plan,
         model_id=generator.model_id,
         sampler=generator.sampler_name,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        lead_order=lead_order,
-        sampling_rate=sampling_rate,
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
+        lead_order=settings.lead_order,
+        sampling_rate=settings.sampling_rate,
         shard_size=shard_size,
     )
-    rank, world_size, _ = distributed_env()
+    batch_size = settings.batch_size
+    env = distributed_env()
+    rank, world_size = env.rank, env.world_size
     if world_size == 1:
         cache = SyntheticCache.create(output_dir, config, plan, overwrite=overwrite)
         return cache, build_cache(cache, generator, batch_size=batch_size, show_progress=show_progress)
@@ -236,8 +279,7 @@ def run_build(
     import torch.distributed as dist
 
     created_group = not dist.is_initialized()
-    if created_group:
-        dist.init_process_group(backend="gloo")
+    distributed_context(backend="gloo")  # joins the group unless one exists
     try:
         if rank == 0:  # only rank 0 may delete an existing cache
             cache = SyntheticCache.create(output_dir, config, plan, overwrite=overwrite)

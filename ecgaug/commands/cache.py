@@ -14,6 +14,8 @@ import importlib
 import json
 import sys
 
+from ecgaug.settings import add_generation_arguments
+
 __all__ = ["register", "main"]
 
 
@@ -51,7 +53,7 @@ def _register_build(commands) -> None:
         help="generate the synthetic ECGs of a plan into a cache (resumable, torchrun-aware)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
-            "Plan the synthetic ECGs that balance a PTB-XL split (--ptbxl_root) or read a saved plan (--plan), "
+            "Plan the synthetic ECGs that balance a PTB-XL split (--ptbxl) or read a saved plan (--plan), "
             "and generate them into --output_dir. Rerunning the same command resumes a killed build; "
             "`torchrun --nproc_per_node K -m ecgaug.cli cache build ...` splits the shards across K ranks. "
             "The plan is saved in the cache as plan.jsonl (reusable with --plan)."
@@ -60,7 +62,8 @@ def _register_build(commands) -> None:
     build.add_argument("--output_dir", required=True, help="the cache folder (created; an existing cache is resumed)")
 
     source = build.add_argument_group("plan source (exactly one)")
-    source.add_argument("--ptbxl_root", help="PTB-XL folder: plan from its label counts and patients")
+    source.add_argument("--ptbxl", "--ptbxl_root", dest="ptbxl_root", metavar="PTBXL",
+                        help="PTB-XL folder: plan from its label counts and patients (--ptbxl_root: the same)")
     source.add_argument("--plan", help="a saved plan (plan.jsonl of another cache, or GenerationPlan.save)")
     source.add_argument("--split", default="train", help="PTB-XL split to balance")
     source.add_argument("--task", default=None, help="PTB-XL label task (None: the PTBXL dataset's default)")
@@ -80,20 +83,11 @@ def _register_build(commands) -> None:
     plan.add_argument("--age_jitter", type=float, default=2.0, help="std (years) of the noise added to real ages")
     plan.add_argument("--heart_rate_jitter", type=float, default=2.0, help="std (bpm) of the noise added to real heart rates")
 
-    model = build.add_argument_group("model and sampling")
-    model.add_argument("--model", default="ptbxl-lite", help="DiffuSETSPipeline name or folder")
-    model.add_argument("--text_encoder", default=None, metavar="{openai,minilm,table}",
-                       help="text encoder of the pipeline (None: the one the model names)")  # fmt: skip
-    model.add_argument("--text_table", default=None, help="embeddings CSV (text,embed) for --text_encoder table")
-    model.add_argument("--scheduler", default=None, help="scheduler of the pipeline (None: its default)")
-    model.add_argument("--generator", default=None, metavar="MODULE:FACTORY",
-                       help="use FACTORY() from MODULE as the generator instead of --model (tests, custom models)")  # fmt: skip
-    model.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (None: the scheduler's default)")
-    model.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")
-    model.add_argument("--lead_order", choices=("ptbxl", "mimic"), default="ptbxl", help="lead order stored in the cache")
-    model.add_argument("--sampling_rate", type=float, default=100.0, help="Hz of the stored 10 s records")
+    add_generation_arguments(build)  # --model, --upstream, --text_encoder, --scheduler, --num_inference_steps, ...
+    model = build.add_argument_group("build")
+    model.add_argument("--model_factory", default=None, metavar="MODULE:FACTORY",
+                       help="use FACTORY() from MODULE as the model instead of --model/--upstream (tests, custom models)")  # fmt: skip
     model.add_argument("--shard_size", type=int, default=256, help="ECGs per shard")
-    model.add_argument("--batch_size", type=int, default=None, help="generation batch size (None: the generator's default)")
     model.add_argument("--device", default="auto", help="auto: cuda:LOCAL_RANK when a GPU is present, else cpu")
     build.add_argument("--overwrite", action="store_true", help="delete an existing cache in --output_dir and rebuild")
     build.add_argument("--no_progress", action="store_true", help="hide progress bars")
@@ -103,18 +97,16 @@ def _register_build(commands) -> None:
 def _check_build_args(args) -> None:
     """Cross-argument checks, before any work."""
     if (args.plan is None) == (args.ptbxl_root is None):
-        raise SystemExit("ecgaug cache build: pass exactly one of --ptbxl_root (plan from PTB-XL) or --plan (a saved plan)")
-    if (args.text_encoder == "table") != (args.text_table is not None):
-        raise SystemExit("ecgaug cache build: --text_encoder table needs --text_table PATH (and --text_table needs --text_encoder table)")
-    if args.generator is not None:
-        module_name, _, factory_name = args.generator.partition(":")
+        raise SystemExit("ecgaug cache build: pass exactly one of --ptbxl (plan from PTB-XL) or --plan (a saved plan)")
+    if args.model_factory is not None:
+        module_name, _, factory_name = args.model_factory.partition(":")
         if not module_name or not factory_name:
-            raise SystemExit(f"ecgaug cache build: --generator should be MODULE:FACTORY, but got {args.generator!r}")
+            raise SystemExit(f"ecgaug cache build: --model_factory should be MODULE:FACTORY, but got {args.model_factory!r}")
     if args.plan is not None:
         given = [f"--{name}" for name in ("target_count", "ratio", "classes", "age", "sex", "heart_rate") if getattr(args, name) is not None]
         if given:
             raise SystemExit(f"ecgaug cache build: {', '.join(given)} shape a new plan and cannot change a saved --plan; "
-                             "use --ptbxl_root to plan afresh")  # fmt: skip
+                             "use --ptbxl to plan afresh")  # fmt: skip
 
 
 def _make_plan(args):
@@ -145,30 +137,33 @@ def _make_plan(args):
                      scp_codes=dataset.metadata["scp_codes"].tolist(), show_progress=not args.no_progress)  # fmt: skip
 
 
-def _load_generator(args):
-    import torch
+def _settings(args):
+    """The one :class:`~ecgaug.settings.GenerationSettings` of the build (the default step count is resolved there)."""
+    from ecgaug.settings import GenerationSettings
 
-    from ecgaug.augment.builder import distributed_env
+    try:
+        return GenerationSettings.from_cli_args(args)
+    except ValueError as error:
+        raise SystemExit(f"ecgaug cache build: error: {error}") from None
 
-    if args.generator is not None:
-        module_name, _, factory_name = args.generator.partition(":")
+
+def _load_generator(args, settings=None):
+    from ecgaug.distributed import local_device
+
+    settings = _settings(args) if settings is None else settings
+    if args.model_factory is not None:
+        module_name, _, factory_name = args.model_factory.partition(":")
         generator = getattr(importlib.import_module(module_name), factory_name)()
     else:
         from ecgaug.pipeline import DiffuSETSPipeline
-        from ecgaug.text.encoders import get_text_encoder
 
-        components = {}
-        if args.scheduler is not None:
-            components["scheduler"] = args.scheduler
         try:
-            if args.text_encoder is not None:  # from_pretrained takes an encoder, not a name
-                components["text_encoder"] = get_text_encoder(args.text_encoder, path=args.text_table)
-            generator = DiffuSETSPipeline.from_pretrained(args.model, **components)
+            generator = DiffuSETSPipeline.from_settings(settings)
         except (ValueError, OSError, ImportError) as error:  # unknown encoder, missing table, wrong embedding size...
             raise SystemExit(f"ecgaug cache build: error: {error}") from None
     device = args.device
     if device == "auto":
-        device = f"cuda:{distributed_env()[2]}" if torch.cuda.is_available() else "cpu"
+        device = local_device()
     if hasattr(generator, "to"):
         generator = generator.to(device)
     elif device != "cpu":
@@ -179,34 +174,20 @@ def _load_generator(args):
 def build_command(args) -> int:
     from ecgaug.augment.builder import run_build
     from ecgaug.augment.cache import CacheBusyError, CacheMismatchError, CorruptCacheError
-    from ecgaug.schedulers import DEFAULT_NUM_INFERENCE_STEPS
 
     _check_build_args(args)
+    settings = _settings(args)  # before the plan: a bad setting fails fast
     try:
         plan = _make_plan(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
-    generator = _load_generator(args)
-    # Record the number of steps actually run, not "the default", so the cache key is explicit.
-    steps = args.num_inference_steps
-    if steps is None:
-        steps = DEFAULT_NUM_INFERENCE_STEPS.get(generator.sampler_name)
+    generator = _load_generator(args, settings)
     try:
-        cache, result = run_build(
-            args.output_dir,
-            plan,
-            generator,
-            num_inference_steps=steps,
-            guidance_scale=args.guidance_scale,
-            lead_order=args.lead_order,
-            sampling_rate=args.sampling_rate,
-            shard_size=args.shard_size,
-            batch_size=args.batch_size,
-            overwrite=args.overwrite,
-            show_progress=not args.no_progress,
-        )
-    except (CacheMismatchError, CacheBusyError, CorruptCacheError, FileExistsError) as error:
+        # The settings hold the number of steps actually run (never "the default"), so the cache key is explicit.
+        cache, result = run_build(args.output_dir, plan, generator, settings, shard_size=args.shard_size,
+                                  overwrite=args.overwrite, show_progress=not args.no_progress)  # fmt: skip
+    except (CacheMismatchError, CacheBusyError, CorruptCacheError, FileExistsError, ValueError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
     prefix = f"[rank {result.rank}/{result.world_size}] " if result.world_size > 1 else ""

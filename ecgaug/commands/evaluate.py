@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecgaug.commands.train import parse_folds
+from ecgaug.data.folds import parse_folds
 
 FIGURE_NAME = "generated_vs_real.png"
 

@@ -5,16 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def parse_folds(text: str) -> tuple[int, ...]:
-    """``"1-8"`` or ``"1,2,3"`` → fold numbers."""
-    folds: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        folds += range(int(lo), int(hi or lo) + 1)
-    if not folds or any(not 1 <= f <= 10 for f in folds):
-        raise argparse.ArgumentTypeError(f"folds should be in 1..10 like '1-8' or '1,2,3', but got {text!r}")
-    return tuple(sorted(set(folds)))
+from ecgaug.data.folds import parse_folds
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

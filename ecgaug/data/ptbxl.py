@@ -42,6 +42,7 @@ import wfdb
 from tqdm.auto import tqdm
 
 from ..signal import PTBXL_LEADS
+from .folds import check_folds
 from .heart_rate import measure_heart_rates
 
 __all__ = [
@@ -464,11 +465,7 @@ class PTBXL(torch.utils.data.Dataset):
     def _resolve_folds(split: str, folds: Iterable[int] | None) -> tuple[int, ...]:
         if folds is None:
             return SPLIT_FOLDS[split]
-        folds = tuple(folds)
-        invalid = [fold for fold in folds if not (isinstance(fold, (int, np.integer)) and 1 <= fold <= 10)]
-        if not folds or invalid:
-            raise ValueError(f"folds should be a non-empty iterable of ints in 1..10, but got {folds}")
-        return tuple(sorted(set(int(fold) for fold in folds)))
+        return check_folds(folds, "folds")
 
     def _resolve_classes(self, labels: pd.Series, statements: pd.DataFrame, classes, min_samples_per_class: int) -> list[str]:
         counts = pd.Series([name for names in labels for name in names], dtype=object).value_counts()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ecgaug.data.conditions import record_condition
+from ecgaug.data.folds import check_folds  # re-exported: the evaluation's modules import it from here
 from ecgaug.data.ptbxl import PTBXL, compute_labels, load_scp_statements
 
 __all__ = ["RHYTHM_CLASSES", "SAMPLING_RATE", "SUPERCLASSES", "TestConditions", "check_folds", "check_held_out",
@@ -60,13 +61,6 @@ class TestConditions:
         return TestConditions([self.ecg_ids[i] for i in rows], [self.reports[i] for i in rows], self.age[rows],
                               [self.sex[i] for i in rows], self.heart_rate[rows], self.signals[torch.as_tensor(rows, dtype=torch.long)],
                               self.labels[rows], self.classes, self.rhythm_labels[rows])
-
-
-def check_folds(folds: Sequence[int], name: str) -> tuple[int, ...]:
-    folds = tuple(int(fold) for fold in folds)
-    if not folds or any(not 1 <= fold <= 10 for fold in folds):
-        raise ValueError(f"{name} should be a non-empty sequence of PTB-XL strat_folds in 1..10, but got {folds}.")
-    return tuple(sorted(set(folds)))
 
 
 def check_held_out(info: dict, test_folds: Sequence[int]) -> None:

@@ -24,6 +24,8 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from ecgaug.distributed import DistributedContext, distributed_context
+
 __all__ = ["TrainingConfig", "LossFn", "train", "distributed_context"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -54,27 +56,6 @@ class TrainingConfig:
     def __post_init__(self):
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(f"mixed_precision should be 'auto', 'bf16' or 'no', but got {self.mixed_precision!r}.")
-
-
-@dataclass
-class DistributedContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def distributed_context() -> DistributedContext:
-    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistributedContext()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return DistributedContext(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _device(config: TrainingConfig, ctx: DistributedContext) -> torch.device:

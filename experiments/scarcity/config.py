@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from ecgaug.data.folds import check_folds
+
 __all__ = [
     "ARM_NAMES",
     "Arm",
@@ -272,10 +274,7 @@ class ExperimentConfig:
         self.arms = [a if isinstance(a, Arm) else Arm(**a) for a in self.arms]
         self.seeds = [int(s) for s in self.seeds]
         for name in ("train_folds", "val_folds", "test_folds"):
-            folds = tuple(int(f) for f in getattr(self, name))
-            if not folds or any(not 1 <= f <= 10 for f in folds):
-                raise ValueError(f"{name} should be a non-empty set of strat_folds in 1..10, but got {folds}")
-            setattr(self, name, tuple(sorted(set(folds))))
+            setattr(self, name, check_folds(getattr(self, name), name))
         pairs = (("train_folds", "val_folds"), ("train_folds", "test_folds"), ("val_folds", "test_folds"))
         for a, b in pairs:
             shared = sorted(set(getattr(self, a)) & set(getattr(self, b)))
