@@ -45,7 +45,7 @@ EOF
 
 echo "== 3. cache build through torchrun (1 process, GPU)"
 start=$(date +%s.%N)
-torchrun --nproc_per_node 1 -m ecgaug cache build --ptbxl_root "$WORK/ptbxl" --output_dir "$WORK/cache" --model "$WORK/train/pipeline" \
+torchrun --nproc_per_node 1 -m ecgaug cache build --ptbxl "$WORK/ptbxl" --output_dir "$WORK/cache" --model "$WORK/train/pipeline" \
   --strategy target --target_count 1500 --shard_size 512 --no_progress
 end=$(date +%s.%N)
 ecgaug cache verify "$WORK/cache"

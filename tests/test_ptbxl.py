@@ -40,7 +40,7 @@ def test_invalid_arguments(root):
         PTBXL(root, task="superclass")
     with pytest.raises(ValueError, match="Unknown value '250' for argument sampling_rate"):
         PTBXL(root, sampling_rate=250)
-    with pytest.raises(ValueError, match="folds should be a non-empty iterable of ints in 1..10"):
+    with pytest.raises(ValueError, match="folds should be a non-empty sequence of PTB-XL strat_folds in 1..10"):
         PTBXL(root, folds=[0, 3])
     with pytest.raises(ValueError, match=r"classes should be distinct superdiagnostic labels .* \(unknown: \['IMI'\]\)"):
         PTBXL(root, classes=["MI", "IMI"])
