@@ -203,3 +203,13 @@ def test_job_record_is_the_one_serializer_of_plan_rows(tmp_path):
     lines = plan.to_jsonl().splitlines()[1:]
     assert [json.loads(line) for line in lines] == plan.job_records() == [job_record(r) for r in plan.jobs.to_dict("records")]
     assert list(plan.job_records()[0]) == list(JOB_COLUMNS) == MANIFEST_COLUMNS[: len(JOB_COLUMNS)]
+
+
+def test_jittered_values_stay_in_the_pipelines_valid_ranges():
+    # Real values at the edges: jitter pushes about half the draws beyond 0-120 years and 20-300 bpm.
+    sampler = PatientSampler(["A"], np.ones((4, 1)), age=np.array([0.5, 119.5, 0.5, 119.5]), sex=["F", "M", "F", "M"],
+                             heart_rate=np.array([20.5, 299.5, 20.5, 299.5]), age_jitter=5.0, heart_rate_jitter=5.0)  # fmt: skip
+    rng = np.random.default_rng(0)
+    draws = [sampler.sample(["A"], rng=rng) for _ in range(200)]
+    ages, rates = np.array([d.age for d in draws]), np.array([d.heart_rate for d in draws])
+    assert ages.min() == 0.0 and ages.max() == 120.0 and rates.min() == 20.0 and rates.max() == 300.0

@@ -15,6 +15,10 @@ Layout of a cache folder::
                                 generated with and the plan rows it holds
             shard-000000.lock   held (``flock``) by the builder writing that shard
         builders/               one file per running builder (pid, host, command), ``flock``-ed by it
+        selections/NAME.json    a selection (``ecgaug cache filter``): which ECGs a classifier kept, with
+        selections/NAME.*.npy   its scores; bound to the cache's settings and shard checksums
+        scores/NAME.json        stored classifier (teacher) scores, for soft synthetic targets; bound
+        scores/NAME.*.npy       the same way (see :meth:`SyntheticCache.write_annex`)
         .lock                   held while cache.json, plan.jsonl, manifest.csv or builders/ are written
 
 Shard ``i`` holds plan rows ``[i * shard_size, (i + 1) * shard_size)``. A shard is *complete*
@@ -27,7 +31,7 @@ Integrity: every shard's sha256 is recorded in its part, and ``cache.json`` reco
 sha256. Readers check each shard (size, sha256, finite values, settings) the first time a process
 maps it, and ``targets.npy`` and ``plan.jsonl`` when first used; a mismatch raises
 :class:`CorruptCacheError` naming the file. :meth:`SyntheticCache.verify` checks everything,
-the manifest included. A build refuses to ``overwrite`` a cache another builder is writing,
+the manifest, selections and stored scores included. A build refuses to ``overwrite`` a cache another builder is writing,
 and re-reads ``cache.json`` before writing each shard, so one cache never mixes settings.
 """
 from __future__ import annotations
@@ -59,7 +63,7 @@ from .plan import JOB_COLUMNS, GenerationPlan
 
 __all__ = [
     "CacheBusyError", "CacheConfig", "CacheMismatchError", "CorruptCacheError", "IncompleteCacheError", "Problem",
-    "SyntheticCache", "VerifyResult",
+    "SyntheticCache", "VerifyResult", "generator_key",
 ]  # fmt: skip
 
 CACHE_FORMAT = "ecgaug-synthetic-cache/1"
@@ -75,7 +79,12 @@ FLOAT16_MAX = 65504.0
 BUILD_HINT = "`ecgaug cache build --output_dir {root} ...`"
 REBUILD_HINT = "rebuild the cache with `ecgaug cache build --overwrite --output_dir {root} ...`"
 REPAIR_HINT = "run `ecgaug cache verify --delete_corrupt {root}`, then rerun `ecgaug cache build` with the same arguments"
-CACHE_NAMES = {CONFIG_FILE, PLAN_FILE, TARGETS_FILE, MANIFEST_FILE, SHARD_DIR, BUILDERS_DIR}
+SELECTIONS_DIR = "selections"
+SCORES_DIR = "scores"
+ANNEX_KINDS = {"selection": SELECTIONS_DIR, "scores": SCORES_DIR}
+ANNEX_FORMAT = "ecgaug-cache-annex/1"
+ANNEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+CACHE_NAMES = {CONFIG_FILE, PLAN_FILE, TARGETS_FILE, MANIFEST_FILE, SHARD_DIR, BUILDERS_DIR, SELECTIONS_DIR, SCORES_DIR}
 PART_NAME = re.compile(r"shard-(\d{6})\.json")
 MANIFEST_COLUMNS = [*JOB_COLUMNS, "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]
 
@@ -117,14 +126,19 @@ class CacheConfig:
     shard_size: int = 256
     dtype: str = "float16"
     targets_sha256: str | None = None  # of targets.npy (follows from the plan); None in caches of ecgaug < 0.2
+    text_encoder: str | None = None  # the encoder's name (e.g. "minilm:all-MiniLM-L6-v2"); None: not recorded
+    scheduler_config: dict | None = None  # the sampler's full diffusers config (noise schedule, spacing...); None: not recorded
     format: str = CACHE_FORMAT
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     ecgaug_version: str = __version__
 
     KEY_FIELDS = (
         "format", "model_id", "sampler", "num_inference_steps", "guidance_scale", "lead_order", "sampling_rate",
-        "num_samples", "classes", "num_records", "plan_sha256", "shard_size", "dtype",
+        "num_samples", "classes", "num_records", "plan_sha256", "shard_size", "dtype", "text_encoder", "scheduler_config",
     )  # fmt: skip
+    # Key fields that caches (and shard parts) written before they were recorded lack: ``None`` there means
+    # "not recorded", which matches any value, and ``key_dict`` leaves them out so old parts still match.
+    OPTIONAL_KEY_FIELDS = ("text_encoder", "scheduler_config")
 
     def __post_init__(self):
         numbers = {"num_records": int, "num_samples": int, "shard_size": int, "sampling_rate": (int, float), "guidance_scale": (int, float)}
@@ -144,6 +158,10 @@ class CacheConfig:
         if self.sampling_rate <= 0 or self.num_samples < 1:
             raise ValueError(f"sampling_rate and num_samples should be positive, but got {self.sampling_rate}, {self.num_samples}")
         self.classes = list(self.classes)
+        if self.text_encoder is not None and not isinstance(self.text_encoder, str):
+            raise TypeError(f"text_encoder should be the encoder's name (a string), but got {self.text_encoder!r}")
+        if self.scheduler_config is not None:
+            self.scheduler_config = _json_config(self.scheduler_config)
 
     @classmethod
     def for_plan(
@@ -157,8 +175,14 @@ class CacheConfig:
         lead_order: str = "ptbxl",
         sampling_rate: float = 100.0,
         shard_size: int = 256,
+        text_encoder: str | None = None,
+        scheduler_config: dict | None = None,
     ) -> "CacheConfig":
-        """The config of a cache holding ``plan``'s ECGs, 10 s each at ``sampling_rate`` in ``lead_order``."""
+        """The config of a cache holding ``plan``'s ECGs, 10 s each at ``sampling_rate`` in ``lead_order``.
+
+        ``text_encoder`` and ``scheduler_config`` identify the rest of what makes the ECGs;
+        :func:`generator_key` reads both from a generator (``**generator_key(pipeline)``).
+        """
         return cls(
             model_id=model_id,
             sampler=sampler,
@@ -172,6 +196,8 @@ class CacheConfig:
             plan_sha256=plan.fingerprint(),
             shard_size=shard_size,
             targets_sha256=hashlib.sha256(_targets_bytes(plan)).hexdigest(),
+            text_encoder=text_encoder,
+            scheduler_config=scheduler_config,
         )
 
     @property
@@ -183,6 +209,8 @@ class CacheConfig:
         differences = []
         for name in self.KEY_FIELDS:
             mine, theirs = getattr(self, name), getattr(other, name)
+            if name in self.OPTIONAL_KEY_FIELDS and mine is None:
+                continue  # a cache written before the field was recorded
             if mine != theirs:
                 if name == "classes" or name == "plan_sha256":
                     differences.append(f"{name}: the cache has {mine}, this build has {theirs}")
@@ -191,8 +219,12 @@ class CacheConfig:
         return differences
 
     def key_dict(self) -> dict:
-        """The :attr:`KEY_FIELDS` (what determines the ECGs), as recorded in each shard's part."""
-        return {name: getattr(self, name) for name in self.KEY_FIELDS}
+        """The :attr:`KEY_FIELDS` (what determines the ECGs), as recorded in each shard's part.
+
+        Optional key fields that are not recorded (``None``) are left out, so parts of older caches match.
+        """
+        return {name: getattr(self, name) for name in self.KEY_FIELDS
+                if not (name in self.OPTIONAL_KEY_FIELDS and getattr(self, name) is None)}  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -206,6 +238,33 @@ class CacheConfig:
         if unknown:
             raise ValueError(f"cache.json has unknown fields {sorted(unknown)}; it was written by a newer ecgaug?")
         return cls(**values)
+
+
+def _json_config(config) -> dict:
+    """A scheduler config as plain, sorted JSON (tuples and arrays as lists), so it compares equal after a round trip."""
+    def plain(value):
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        if isinstance(value, (set, frozenset)):
+            return sorted(value)
+        raise TypeError(f"scheduler_config value {value!r} is not JSON-serialisable")
+
+    return json.loads(json.dumps(dict(config), sort_keys=True, default=plain))
+
+
+def generator_key(generator) -> dict:
+    """``{"text_encoder", "scheduler_config"}`` of a generator, for :meth:`CacheConfig.for_plan`.
+
+    The text encoder's ``name`` and the full config of the generator's ``scheduler`` (``None``
+    where the generator has no such attribute, e.g. a test fake).
+    """
+    encoder = getattr(generator, "text_encoder", None)
+    scheduler = getattr(generator, "scheduler", None)
+    config = getattr(scheduler, "config", None)
+    if config is not None:
+        config = {key: value for key, value in dict(config).items() if not key.startswith("_")}
+        config["_class_name"] = type(scheduler).__name__
+    return {"text_encoder": getattr(encoder, "name", None), "scheduler_config": None if config is None else _json_config(config)}
 
 
 class Problem(NamedTuple):
@@ -842,7 +901,8 @@ class SyntheticCache:
 
         ``plan.jsonl`` against ``plan_sha256``; ``targets.npy`` against the plan; each built shard's
         part (readable, its shard, the plan's rows, the cache's settings) and ``.npy`` (size, sha256,
-        header, finite values); ``manifest.csv`` against the parts and ``cache.json``.
+        header, finite values); ``manifest.csv`` against the parts and ``cache.json``; each stored
+        selection and scores file (its arrays' sha256, and that it still describes this cache).
         """
         problems: list[Problem] = []
         plan, plan_problem = self._read_plan()
@@ -873,6 +933,7 @@ class SyntheticCache:
         manifest_problem = self._manifest_problem(complete, finished=not missing and len(complete) == self.num_shards)
         if manifest_problem is not None:
             problems.append(Problem(manifest_problem, files=(MANIFEST_FILE,)))
+        problems += self._annex_problems()
         return VerifyResult(num_shards=self.num_shards, complete=complete, missing=missing, problems=problems)
 
     def delete_corrupt(self, result: VerifyResult) -> list[str]:
@@ -884,6 +945,130 @@ class SyntheticCache:
                     (self.root / name).unlink(missing_ok=True)
                     deleted.append(name)
         return deleted
+
+    # --------------------------------------------------------- selections and stored scores (annexes)
+    def _annex_dir(self, kind: str) -> Path:
+        if kind not in ANNEX_KINDS:
+            raise ValueError(f"kind should be one of {sorted(ANNEX_KINDS)}, but got {kind!r}")
+        return self.root / ANNEX_KINDS[kind]
+
+    def annex_names(self, kind: str) -> list[str]:
+        """Names of the stored ``kind`` files (``"selection"`` or ``"scores"``)."""
+        folder = self._annex_dir(kind)
+        return sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
+
+    def _shard_checksums(self) -> dict[str, str | None]:
+        """``{shard: sha256}`` recorded in the parts of all planned shards (``None``: not built or unreadable)."""
+        checksums = {}
+        for shard in range(self.num_shards):
+            try:
+                checksums[str(shard)] = json.loads(self.part_path(shard).read_bytes()).get("sha256")
+            except (OSError, ValueError, AttributeError):
+                checksums[str(shard)] = None
+        return checksums
+
+    def write_annex(self, kind: str, name: str, arrays: dict[str, np.ndarray], info: dict, *, overwrite: bool = False) -> Path:
+        """Store arrays about the cache's ECGs (a selection, or classifier scores) beside the shards.
+
+        The file ``<kind dir>/<name>.json`` records ``info``, each array's sha256, the cache's key
+        settings (:meth:`CacheConfig.key_dict`) and every shard's sha256, so :meth:`read_annex` refuses
+        it once the cache it describes has changed. Shards are never copied. Needs a finished cache.
+
+        Raises:
+            FileExistsError: if ``name`` exists and not ``overwrite``.
+        """
+        if not isinstance(name, str) or not ANNEX_NAME.fullmatch(name):
+            raise ValueError(f"name should be letters, digits, '-' or '_' (at most 100), but got {name!r}")
+        self.check_finished()
+        folder = self._annex_dir(kind)
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.json"
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True (--overwrite)")
+        recorded = {}
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            data = buffer.getbuffer()
+            file = f"{name}.{key}.npy"
+            _write_atomic(folder / file, data)
+            recorded[key] = {"file": file, "sha256": hashlib.sha256(data).hexdigest(), "shape": list(np.shape(array))}
+        header = {"format": ANNEX_FORMAT, "kind": kind, "name": name, **info, "arrays": recorded,
+                  "cache": self.config.key_dict(), "shards": self._shard_checksums(),
+                  "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        _write_atomic(path, json.dumps(header, indent=1).encode())
+        return path
+
+    def read_annex(self, kind: str, name: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(info, arrays)`` of a stored selection or scores file, checked against this cache.
+
+        Raises:
+            FileNotFoundError: naming the stored names, if there is no ``name``.
+            CacheMismatchError: if it describes another cache (plan, model, text encoder, scheduler,
+                settings, or a shard rebuilt or changed since), naming what differs.
+            CorruptCacheError: if one of its files is damaged.
+        """
+        path = self._annex_dir(kind) / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"No {kind} named {name!r} in {self.root} (stored: {self.annex_names(kind) or 'none'}).")
+        info, arrays, problem, mismatch = self._read_annex(kind, name)
+        if mismatch is not None:
+            raise CacheMismatchError(f"The {kind} {name!r} ({path}) does not match the cache: {mismatch}. "
+                                     f"Compute it again for this cache (`ecgaug cache filter ... --overwrite`).")  # fmt: skip
+        if problem is not None:
+            raise CorruptCacheError(f"Corrupt {kind} {name!r} in {self.root}: {problem}; delete it "
+                                    f"(`ecgaug cache verify --delete_corrupt`) and compute it again.")  # fmt: skip
+        return info, arrays
+
+    def _read_annex(self, kind: str, name: str):
+        """``(info, arrays, problem, mismatch)``: what is damaged, or what no longer matches the cache (or ``None``)."""
+        folder = self._annex_dir(kind)
+        try:
+            info = json.loads((folder / f"{name}.json").read_bytes())
+            if not isinstance(info, dict) or info.get("format") != ANNEX_FORMAT or info.get("kind") != kind:
+                raise ValueError(f"not an ecgaug {kind} file (format {ANNEX_FORMAT!r})")
+            recorded, cache_key, shards = info["arrays"], info["cache"], info["shards"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return None, {}, f"{name}.json is unreadable ({error})", None
+        current = self.config.key_dict()
+        what = {"plan_sha256": "it was made for another plan", "model_id": "it was made for ECGs of another model",
+                "text_encoder": "it was made for ECGs of another text encoder",
+                "scheduler_config": "it was made for ECGs of another scheduler configuration"}  # fmt: skip
+        for key in sorted(set(current) | set(cache_key), key=lambda k: (k not in what, k)):
+            if cache_key.get(key) != current.get(key):
+                detail = what.get(key, f"it was made for a cache with {key}={cache_key.get(key)!r}")
+                if key in ("model_id", "text_encoder"):
+                    detail += f" ({cache_key.get(key)!r}, the cache has {current.get(key)!r})"
+                return info, {}, None, f"{detail} ({key} differs)"
+        for shard, checksum in self._shard_checksums().items():
+            if shards.get(shard) != checksum:
+                return info, {}, None, f"shard {shard} was rebuilt or changed since it was written (its sha256 differs)"
+        arrays = {}
+        for key, entry in recorded.items():
+            try:
+                data = (folder / entry["file"]).read_bytes()
+            except (OSError, KeyError, TypeError) as error:
+                return info, {}, f"its array {key!r} is missing ({error})", None
+            if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                return info, {}, f"{entry['file']} is corrupt: its sha256 differs from the one recorded when it was written", None
+            try:
+                arrays[key] = _read_npy(data)
+            except (ValueError, EOFError) as error:
+                return info, {}, f"{entry['file']} is unreadable ({error})", None
+        return info, arrays, None, None
+
+    def _annex_problems(self) -> list[Problem]:
+        """What :meth:`verify` finds wrong with the stored selections and scores."""
+        problems = []
+        for kind, folder in ANNEX_KINDS.items():
+            for name in self.annex_names(kind):
+                _, _, problem, mismatch = self._read_annex(kind, name)
+                message = problem or mismatch
+                if message is not None:
+                    files = [f"{folder}/{name}.json"] + [f"{folder}/{p.name}" for p in sorted((self.root / folder).glob(f"{name}.*.npy"))]
+                    problems.append(Problem(f"{folder}/{name}.json ({kind}): {message}; compute it again "
+                                            "(`ecgaug cache filter ... --overwrite`)", files=tuple(files)))  # fmt: skip
+        return problems
 
     # ----------------------------------------------------------------------------------- summary
     def summary(self) -> dict:

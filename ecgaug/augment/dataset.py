@@ -10,6 +10,11 @@ Shards are memory-mapped lazily, once per process, so the dataset is cheap to pi
 with ``DataLoader(num_workers > 0)``. Nothing is read unchecked: opening checks ``targets.npy``
 against its recorded sha256, and each process checks a shard (sha256, finite values) the first
 time it maps it, raising :class:`~ecgaug.augment.cache.CorruptCacheError` naming the file and the fix.
+
+Imperfect synthetic ECGs (see :mod:`ecgaug.augment.filtering`): ``selection=NAME`` serves only the
+ECGs a classifier kept (``ecgaug cache filter``), ``synthetic_targets=NAME`` gives synthetic items a
+teacher's stored scores as soft targets instead of their conditioning labels, and
+``synthetic_weight`` gives each synthetic item a loss weight (:attr:`AugmentedDataset.weights`).
 """
 from __future__ import annotations
 
@@ -56,6 +61,16 @@ class AugmentedDataset(Dataset):
             ``generator``) and writing them to the cache. Otherwise the cache must be complete.
         generator: The model for ``on_demand``; must be the model and sampler that made the cache.
         generation_batch_size: ``generate`` batch size for ``on_demand`` (``None``: the generator's default).
+        selection: Name of a stored selection (``ecgaug cache filter --name NAME``): serve only the
+            synthetic ECGs it kept. A selection made for another cache (plan, model, text encoder,
+            scheduler, a changed shard) is refused.
+        synthetic_targets: ``"conditioned"``: a synthetic item's target is the labels it was generated
+            for. Or the name of stored teacher scores (:func:`~ecgaug.augment.filtering.teacher_scores`):
+            its target is the teacher's scores (soft, in [0, 1]); needs floating multi-hot base targets.
+        synthetic_weight: Weight (>= 0) of each synthetic item in :attr:`weights` / :meth:`item_weight`
+            (real items weigh 1), for a loss that a training loop weighs per item.
+        transform, target_transform: Applied to the signal and the target of every item, real and
+            synthetic, as torchvision datasets do (after ``synthetic_transform``).
 
     Raises:
         CacheMismatchError: if the cache cannot be made to look like the base (classes, duration, model).
@@ -67,6 +82,8 @@ class AugmentedDataset(Dataset):
         num_real, num_synthetic: Item counts of each part.
         synthetic_mask: ``(len(self),)`` bool, True for synthetic items.
         classes: The base's class names.
+        selection: The :class:`~ecgaug.augment.filtering.Selection` read, or ``None``.
+        weights: ``(len(self),)`` float32 per-item weights (1 real, ``synthetic_weight`` synthetic).
 
     Example::
 
@@ -91,6 +108,11 @@ class AugmentedDataset(Dataset):
         on_demand: bool = False,
         generator: ECGGenerator | None = None,
         generation_batch_size: int | None = None,
+        selection: str | None = None,
+        synthetic_targets: str = "conditioned",
+        synthetic_weight: float = 1.0,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
     ):
         self.base = base
         self.cache = cache if isinstance(cache, SyntheticCache) else SyntheticCache(cache)
@@ -100,6 +122,12 @@ class AugmentedDataset(Dataset):
             raise ValueError("base should be a non-empty dataset (its first item defines the item structure)")
         self.signal_key, self.target_key = signal_key, target_key
         self.synthetic_transform = synthetic_transform
+        self.transform, self.target_transform = transform, target_transform
+        if isinstance(synthetic_weight, bool) or not isinstance(synthetic_weight, (int, float)) or not synthetic_weight >= 0:
+            raise ValueError(f"synthetic_weight should be a number >= 0, but got {synthetic_weight!r}")
+        if not math.isfinite(synthetic_weight):
+            raise ValueError(f"synthetic_weight should be finite, but got {synthetic_weight!r}")
+        self.synthetic_weight = float(synthetic_weight)
 
         if model_id is not None and model_id != config.model_id:
             raise CacheMismatchError(f"The cache at {self.cache.root} was made by model {config.model_id!r}, not {model_id!r}.")
@@ -119,7 +147,8 @@ class AugmentedDataset(Dataset):
         self._check_signal(config, sampling_rate, lead_order)
         self._load_synthetic_targets(classes)
 
-        self.num_synthetic = self.cache.num_records
+        self._load_filtering(selection, synthetic_targets)
+        self.num_synthetic = self.cache.num_records if self._rows is None else len(self._rows)
         self._shard_size = config.shard_size
         self._convert = self._reorder or self._resample or synthetic_transform is not None or not (
             self._signal_type == "torch" and self._signal_dtype == torch.float32
@@ -245,6 +274,46 @@ class AugmentedDataset(Dataset):
                     "cache have several labels (or none); build the cache with --co_occurrence none."
                 )
 
+    def _load_filtering(self, selection, synthetic_targets) -> None:
+        """Read the selection and the teacher scores (both checked against the cache) named by the arguments."""
+        from .filtering import load_scores, load_selection
+
+        self.selection, self._rows = None, None
+        if selection is not None:
+            if on_demand_missing := self.cache.missing_shards():
+                raise ValueError(f"selection= needs a finished cache, but {len(on_demand_missing)} shards are not built")
+            self.selection = load_selection(self.cache, selection)
+            self._rows = self.selection.indices
+        if not isinstance(synthetic_targets, str):
+            raise TypeError(f"synthetic_targets should be 'conditioned' or the name of stored scores, but got {synthetic_targets!r}")
+        self.synthetic_targets = synthetic_targets
+        self._soft = None
+        if synthetic_targets != "conditioned":
+            if self._target_format != "multi_hot" or not _is_floating_dtype(self._target_dtype):
+                raise ValueError(
+                    f"synthetic_targets={synthetic_targets!r} gives soft targets (scores in [0, 1]), which need floating "
+                    "multi-hot base targets; this base has "
+                    + ("integer class indices" if self._target_format == "index" else f"{self._target_dtype} targets")
+                )
+            self._soft = np.asarray(load_scores(self.cache, synthetic_targets), dtype=np.float32)
+
+    def _cache_row(self, synthetic: int) -> int:
+        """The cache (plan) row of synthetic item ``synthetic``."""
+        return synthetic if self._rows is None else int(self._rows[synthetic])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``(len(self),)`` float32 loss weight of each item: 1 for real items, ``synthetic_weight`` for synthetic ones."""
+        weights = np.ones(len(self), dtype=np.float32)
+        weights[self.num_real :] = self.synthetic_weight
+        return weights
+
+    def item_weight(self, index: int) -> float:
+        """The loss weight of item ``index`` (see :attr:`weights`)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index should be in [0, {len(self)}), but got {index}")
+        return self.synthetic_weight if self.is_synthetic(index) else 1.0
+
     # ------------------------------------------------------------------------------------ access
     def __len__(self) -> int:
         return self.num_real + self.num_synthetic
@@ -262,19 +331,35 @@ class AugmentedDataset(Dataset):
 
     @property
     def targets(self) -> np.ndarray:
-        """All targets: ``(N, C)`` float32 multi-hot, or ``(N,)`` int64 class indices for single-label bases.
+        """All labels: ``(N, C)`` float32 multi-hot, or ``(N,)`` int64 class indices for single-label bases.
 
+        Synthetic items count with the labels they were generated for (what class balancing needs),
+        also with ``synthetic_targets=NAME``; :attr:`item_targets` has the targets items return.
         The base part comes from ``base.targets`` or a ``TensorDataset``'s second tensor; other bases
         are read item by item once (signals included, so this can take a while).
         """
         if self._base_targets is None:
             self._base_targets = self._read_base_targets()
         synthetic = self.cache.targets()
+        if self._rows is not None:
+            synthetic = synthetic[self._rows]
         if self._order is not None:
             synthetic = synthetic[:, self._order]
         if self._target_format == "index":
             return np.concatenate([self._base_targets, synthetic.argmax(axis=1)])
         return np.concatenate([self._base_targets, synthetic.astype(np.float32)])
+
+    @property
+    def item_targets(self) -> np.ndarray:
+        """The targets items return (before ``target_transform``): :attr:`targets`, with the teacher's
+        scores for synthetic items under ``synthetic_targets=NAME``."""
+        targets = self.targets
+        if self._soft is None:
+            return targets
+        soft = self._soft if self._rows is None else self._soft[self._rows]
+        if self._order is not None:
+            soft = soft[:, self._order]
+        return np.concatenate([targets[: self.num_real], soft])
 
     def _read_base_targets(self) -> np.ndarray:
         if hasattr(self.base, "targets"):
@@ -311,10 +396,31 @@ class AugmentedDataset(Dataset):
         if index < 0:
             index += len(self)
         if 0 <= index < self.num_real:
-            return self.base[index]
+            item = self.base[index]
+            return item if self.transform is None and self.target_transform is None else self._transform_item(item)
         synthetic = index - self.num_real
         if not 0 <= synthetic < self.num_synthetic:
             raise IndexError(f"index should be in [0, {len(self)}), but got {index}")
+        item = self._synthetic_item(self._cache_row(synthetic))
+        return item if self.transform is None and self.target_transform is None else self._transform_item(item)
+
+    def _transform_item(self, item):
+        """Apply ``transform`` to the signal and ``target_transform`` to the target of an item (a new container)."""
+        def signal_of(signal):
+            return signal if self.transform is None else self.transform(signal)
+
+        def target_of(target):
+            return target if self.target_transform is None else self.target_transform(target)
+
+        if isinstance(item, Mapping):
+            item = dict(item)
+            item[self.signal_key], item[self.target_key] = signal_of(item[self.signal_key]), target_of(item[self.target_key])
+            return item
+        signal, target = item
+        return type(item)((signal_of(signal), target_of(target))) if isinstance(item, list) else (signal_of(signal), target_of(target))
+
+    def _synthetic_item(self, synthetic: int):
+        """The item of cache row ``synthetic``, in the base's structure."""
         if self._pid != os.getpid():
             self._reset_process_state()
         shard, offset = divmod(synthetic, self._shard_size)
@@ -352,6 +458,12 @@ class AugmentedDataset(Dataset):
         return signal.numpy().astype(self._signal_dtype, copy=False)
 
     def _target(self, synthetic: int):
+        if self._soft is not None:
+            row = self._soft[synthetic]
+            row = row if self._order is None else row[self._order]
+            if self._target_type == "torch":
+                return torch.from_numpy(row.copy()).to(self._target_dtype)
+            return row.astype(self._target_dtype)
         if self._synthetic_targets is None:
             self._synthetic_targets = self.cache.targets().view(np.ndarray)
         row = self._synthetic_targets[synthetic]
@@ -375,7 +487,7 @@ class AugmentedDataset(Dataset):
             raise ValueError(f"item {index} is real (synthetic items are {self.num_real}..{len(self) - 1})")
         if index < 0:
             index += len(self)
-        return self.cache.plan.jobs.iloc[index - self.num_real].to_dict()
+        return self.cache.plan.jobs.iloc[self._cache_row(index - self.num_real)].to_dict()
 
     # ------------------------------------------------------------------------------- pickling
     def __getstate__(self):
@@ -395,7 +507,17 @@ class AugmentedDataset(Dataset):
         ]
         if self.on_demand:
             lines.append("    On demand: missing shards are generated on first use")
+        if self.selection is not None:
+            lines.append(f"    Selection: {self.selection.name!r} ({self.num_synthetic} of {self.cache.num_records} synthetic ECGs kept)")
+        if self._soft is not None:
+            lines.append(f"    Synthetic targets: teacher scores {self.synthetic_targets!r}")
+        if self.synthetic_weight != 1.0:
+            lines.append(f"    Synthetic weight: {self.synthetic_weight:g}")
         return "\n".join(lines)
+
+
+def _is_floating_dtype(dtype) -> bool:
+    return dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)
 
 
 def _is_floating(value) -> bool:

@@ -9,6 +9,8 @@ with a fixed value or a ``(low, high)`` range.
 
 Heart rate must agree with the rhythm: a report or label set that says bradycardia gets a rate
 below 60 bpm, one that says tachycardia a rate above 100 bpm (:func:`heart_rate_constraint`).
+Drawn values stay within what the pipeline accepts (age 0–120 years, heart rate 20–300 bpm):
+a jittered (or outlying real) value beyond those bounds is clamped to them.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
+
+from ..settings import AGE_RANGE, HEART_RATE_RANGE  # the pipeline's valid ranges
 
 __all__ = [
     "BRADYCARDIA_CODES",
@@ -265,7 +269,7 @@ class PatientSampler:
             record = int(candidates[rng.integers(len(candidates))])
 
         if self.age_override is None:
-            age = max(0.0, float(self.age[record] + rng.normal(0.0, self.age_jitter)))
+            age = min(max(float(self.age[record] + rng.normal(0.0, self.age_jitter)), AGE_RANGE[0]), AGE_RANGE[1])
         else:
             age = self._from_override(self.age_override, rng)
         sex = self.sex_override if self.sex_override is not None else str(self.sex[record])
@@ -274,6 +278,7 @@ class PatientSampler:
             heart_rate = real + float(rng.normal(0.0, self.heart_rate_jitter))
             if heart_rate <= 0 or (constraint is not None and not constraint.allows(heart_rate)):
                 heart_rate = real
+            heart_rate = min(max(heart_rate, HEART_RATE_RANGE[0]), HEART_RATE_RANGE[1])
         else:
             heart_rate = self._heart_rate_from_override(constraint, rng)
         return PatientInfo(age=age, sex=sex, heart_rate=heart_rate)

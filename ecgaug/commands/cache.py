@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     )
     commands = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     _register_build(commands)
+    _register_filter(commands)
 
     verify = commands.add_parser(
         "verify",
@@ -244,6 +245,70 @@ def info_command(args) -> int:
             print(f"{key:<{width}} {value} ({value / 2**20:.1f} MiB)")
         else:
             print(f"{key:<{width}} {value}")
+    return 0
+
+
+def _register_filter(commands) -> None:
+    flt = commands.add_parser(
+        "filter",
+        help="score a cache with a classifier and store the ECGs it keeps (a selection)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Score every synthetic ECG of a finished cache with a classifier (a classifiers.train checkpoint, "
+        "best.pt, and its model name) and keep those whose conditioning labels all score at least their class's "
+        "threshold. Writes selections/NAME.json (kept ECGs, scores, thresholds, the classifier's sha256) and the "
+        "scores as teacher scores (scores/teacher-<sha256>.json) into the cache folder, without copying shards. "
+        "Read them with AugmentedDataset(..., selection=NAME) or synthetic_targets=<scores name>.",
+    )
+    flt.add_argument("cache_dir", help="the cache folder")
+    flt.add_argument("--checkpoint", required=True, help="classifier checkpoint (best.pt of classifiers.train.fit, with its state_dict)")
+    flt.add_argument("--model", required=True, help="classifiers.create_model name the checkpoint was trained as (e.g. resnet1d_small)")
+    flt.add_argument("--threshold", type=float, default=0.5, help="score each conditioning label must reach (all classes)")
+    flt.add_argument("--class_threshold", nargs="+", default=[], metavar="CLASS=SCORE",
+                     help="per-class thresholds overriding --threshold; SCORE 'none' leaves the class unfiltered")  # fmt: skip
+    flt.add_argument("--name", default="default", help="name of the selection")
+    flt.add_argument("--activation", choices=("sigmoid", "softmax"), default="sigmoid", help="applied to the logits")
+    flt.add_argument("--batch_size", type=int, default=64, help="classifier batch size")
+    flt.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
+    flt.add_argument("--overwrite", action="store_true", help="replace a selection of the same name")
+    flt.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    flt.set_defaults(func=filter_command)
+
+
+def filter_command(args) -> int:
+    import torch
+
+    from ecgaug.augment.cache import CacheMismatchError, CorruptCacheError, IncompleteCacheError, SyntheticCache
+    from ecgaug.augment.filtering import filter_cache
+
+    thresholds = {}
+    for entry in args.class_threshold:
+        name, sep, value = entry.partition("=")
+        try:
+            thresholds[name] = None if value.lower() == "none" else float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            print(f"ecgaug cache filter: error: --class_threshold should be CLASS=SCORE, but got {entry!r}", file=sys.stderr)
+            return 2
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        cache = SyntheticCache(args.cache_dir)
+        unknown = sorted(set(thresholds) - set(cache.config.classes))
+        if unknown:
+            raise ValueError(f"--class_threshold names classes {unknown} that the cache does not have ({cache.config.classes})")
+        limits = {name: thresholds.get(name, args.threshold) for name in cache.config.classes}
+        selection = filter_cache(cache, args.checkpoint, model_name=args.model, thresholds=limits, name=args.name,
+                                 activation=args.activation, batch_size=args.batch_size, device=device,
+                                 overwrite=args.overwrite, show_progress=not args.no_progress)  # fmt: skip
+    except (FileNotFoundError, FileExistsError, ValueError, CacheMismatchError, CorruptCacheError, IncompleteCacheError) as error:
+        print(f"ecgaug cache filter: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{cache.root}: selection {selection.name!r} keeps {len(selection.indices)} of {cache.num_records} synthetic ECGs "
+          f"(classifier sha256 {selection.classifier_fingerprint[:12]}...)")  # fmt: skip
+    for name in cache.config.classes:
+        threshold = selection.thresholds[name]
+        print(f"  {name}: {selection.kept[name]} of {selection.total[name]} kept (threshold {'none' if threshold is None else f'{threshold:g}'})")
+    print(f"teacher scores: {cache.read_annex('selection', selection.name)[0]['scores']}")
     return 0
 
 
