@@ -35,7 +35,7 @@ def run(argv):
 
 
 def build_args(plan_path, root, *extra):
-    return ["build", "--plan", str(plan_path), "--generator", "fake_generator:FakeGenerator", "--output_dir", str(root),
+    return ["build", "--plan", str(plan_path), "--model_factory", "fake_generator:FakeGenerator", "--output_dir", str(root),
             "--shard_size", str(SHARD_SIZE), "--num_inference_steps", "2", "--no_progress", *extra]  # fmt: skip
 
 
