@@ -262,3 +262,34 @@ def test_cache_key_covers_text_encoder_and_scheduler_and_reads_old_caches(plan, 
     old = SyntheticCache(cache.root)
     assert old.verify().finished and old.config.mismatches(config) == [m for m in old.config.mismatches(config) if "text_encoder" not in m]
     assert "text_encoder" not in old.config.key_dict()
+
+
+def test_cache_filter_command_writes_a_selection_and_names_an_empty_class(cache, tmp_path, capsys):
+    import argparse
+
+    from classifiers import create_model
+
+    from ecgaug.commands import cache as cache_command
+
+    def run(argv):
+        parser = argparse.ArgumentParser(prog="ecgaug")
+        cache_command.register(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(["cache", "filter", str(cache.root), *argv])
+        return args.func(args)
+
+    torch.manual_seed(0)
+    model = create_model("resnet1d_small", num_classes=len(CLASSES)).eval()
+    torch.save({"state_dict": model.state_dict(), "epoch": 0}, tmp_path / "best.pt")
+    scores = score_cache(cache, model)
+    common = ["--checkpoint", str(tmp_path / "best.pt"), "--model", "resnet1d_small", "--device", "cpu", "--no_progress"]
+    threshold = float(np.median(scores[:, 0]))
+    assert run([*common, "--threshold", "0", "--class_threshold", f"NORM={threshold}", "--name", "median"]) == 0
+    out = capsys.readouterr().out
+    selection = load_selection(cache, "median")
+    passes = ~(cache.targets()[:, 0] > 0) | (scores[:, 0] >= threshold)
+    np.testing.assert_array_equal(selection.indices, np.flatnonzero(passes))
+    assert f"keeps {passes.sum()} of 25" in out and "teacher scores: teacher-" in out
+    assert run([*common, "--threshold", "1.0", "--name", "none"]) == 1
+    assert "keep none of the" in capsys.readouterr().err
+    assert run([*common, "--threshold", "0", "--name", "median"]) == 1 and "already has a selection" in capsys.readouterr().err
+    assert run([*common, "--class_threshold", "NORM"]) == 2

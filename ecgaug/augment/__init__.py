@@ -6,12 +6,17 @@ Typical use::
     run_build("runs/cache", plan, pipeline)                       # or: ecgaug cache build ...
     train = AugmentedDataset(real, "runs/cache")                  # real items, then synthetic ones
     sampler = ClassBalancedSampler.from_dataset(train, max_synthetic_fraction=0.5, batch_size=64)
+
+Imperfect synthetic ECGs: ``filter_cache`` (``ecgaug cache filter``) stores the ECGs a classifier keeps,
+``teacher_scores`` a teacher's scores; ``AugmentedDataset(..., selection=, synthetic_targets=, synthetic_weight=)``
+reads them.
 """
 from .builder import BuildResult, ECGGenerator, build_cache, run_build
-from .cache import CacheConfig, CacheMismatchError, IncompleteCacheError, SyntheticCache, VerifyResult
+from .cache import CacheConfig, CacheMismatchError, IncompleteCacheError, SyntheticCache, VerifyResult, generator_key
 from .dataset import AugmentedDataset
+from .filtering import Selection, filter_cache, load_scores, load_selection, score_cache, teacher_scores
 from .patients import PatientInfo, PatientSampler, heart_rate_constraint
-from .plan import GenerationPlan, PlanConfig, make_plan
+from .plan import FrequencyWeightedReports, GenerationPlan, PlanConfig, make_plan, primary_labels, select_from_pool
 from .sampler import ClassBalancedSampler, class_balanced_weights
 
 __all__ = [
@@ -21,16 +26,26 @@ __all__ = [
     "CacheMismatchError",
     "ClassBalancedSampler",
     "ECGGenerator",
+    "FrequencyWeightedReports",
     "GenerationPlan",
     "IncompleteCacheError",
     "PatientInfo",
     "PatientSampler",
     "PlanConfig",
+    "Selection",
     "SyntheticCache",
     "VerifyResult",
     "build_cache",
     "class_balanced_weights",
+    "filter_cache",
+    "generator_key",
     "heart_rate_constraint",
+    "load_scores",
+    "load_selection",
     "make_plan",
+    "primary_labels",
     "run_build",
+    "score_cache",
+    "select_from_pool",
+    "teacher_scores",
 ]

@@ -282,6 +282,8 @@ def filter_cache(
     limits = _thresholds(thresholds, cache_classes)
     if (classifier is None) == (scores is None):
         raise ValueError("pass exactly one of classifier= (a module or checkpoint) or scores= (the name of stored teacher scores)")
+    if name in cache.annex_names("selection") and not overwrite:  # before scoring
+        raise FileExistsError(f"{cache.root} already has a selection named {name!r}; choose another name or pass overwrite=True (--overwrite)")
     if scores is None:
         scores = teacher_scores(cache, classifier, model_name=model_name, classes=classes, activation=activation,
                                 input_transform=input_transform, batch_size=batch_size, device=device,
