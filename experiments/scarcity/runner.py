@@ -178,9 +178,20 @@ def _check_both_labels(dataset: PTBXL, role: str, folds) -> None:
         )
 
 
+def _hide_library_progress_bars() -> None:
+    """For --no_progress: the text encoder's weight-loading bar comes from transformers."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
+
+
 def _load_generator_and_card(config: ExperimentConfig):
     if not config.synthetic_arms:
         return None, None
+    if not config.progress:
+        _hide_library_progress_bars()
     generator = synthetic.load_generator(config.generator, scheduler=config.scheduler, device=config.device)
     card = synthetic.check_model_card(generator.info, model_id=generator.model_id, val_folds=config.val_folds, test_folds=config.test_folds)
     if max(config.guidance_scales) > 1.0 and not generator.supports_guidance:
