@@ -158,12 +158,18 @@ def test_a_changed_shard_invalidates_selections_and_verify_covers_them(cache, pl
     assert len(problems) == 1 and f"scores/{name}.json" in problems[0].message and "corrupt" in problems[0].message
     cache.delete_corrupt(cache.verify())
     assert cache.annex_names("scores") == [] and cache.verify().ok
+    assert teacher_scores(cache, OffsetClassifier()) == name  # computed again
     # Rebuild shard 1 with other ECGs: the selection no longer describes the cache.
     start, stop = cache.shard_bounds(1)
     cache.remove_shard(1)
     cache.write_shard(1, np.zeros((stop - start, 12, 1000), dtype=np.float32))
     with pytest.raises(CacheMismatchError, match="shard 1 was rebuilt or changed"):
         load_selection(cache, "mine")
+    with pytest.raises(CacheMismatchError, match="shard 1 was rebuilt or changed"):
+        load_scores(cache, name)
+    assert not cache.verify().ok
+    assert teacher_scores(cache, OffsetClassifier()) == name  # the stale scores are replaced
+    assert load_scores(cache, name)[: SHARD_SIZE].tolist() == score_cache(cache, OffsetClassifier())[: SHARD_SIZE].tolist()
 
 
 def test_teacher_scores_are_computed_once_and_give_soft_targets(cache, plan, real):

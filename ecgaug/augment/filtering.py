@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import SyntheticCache
+from .cache import CacheMismatchError, CorruptCacheError, SyntheticCache
 
 __all__ = [
     "Selection",
@@ -188,12 +188,15 @@ def teacher_scores(
     model = load_classifier(teacher, model_name=model_name, num_classes=len(classes))
     fingerprint = classifier_fingerprint(model)
     name = name or f"teacher-{fingerprint[:12]}"
-    if input_transform is None and not overwrite:
-        for stored in cache.annex_names("scores"):
+    for stored in cache.annex_names("scores"):
+        try:
             info, _ = cache.read_annex("scores", stored)
-            if (info.get("classifier_fingerprint"), info.get("activation"), info.get("input_transform")) == (fingerprint, activation, None):
-                if stored == name or name.startswith("teacher-"):
-                    return stored
+        except (CacheMismatchError, CorruptCacheError):  # made for the cache before a rebuild, or damaged
+            overwrite = overwrite or stored == name
+            continue
+        same = (info.get("classifier_fingerprint"), info.get("activation"), info.get("input_transform")) == (fingerprint, activation, None)
+        if same and input_transform is None and not overwrite and (stored == name or name.startswith("teacher-")):
+            return stored
     scores = score_cache(cache, model, classes=classes, activation=activation, input_transform=input_transform,
                          batch_size=batch_size, device=device, show_progress=show_progress)  # fmt: skip
     info = _scores_info(fingerprint, activation, model_name)
