@@ -146,6 +146,8 @@ def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_p
     settings = GenerationSettings(num_inference_steps=2, batch_size=3)  # dpmsolver++, the tiny pipeline's sampler
     cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, settings, shard_size=SHARD_SIZE, show_progress=False)
     assert (cache.config.model_id, cache.config.sampler) == ("tiny-test", tiny_pipeline.sampler_name)
+    assert cache.config.text_encoder == tiny_pipeline.text_encoder.name
+    assert cache.config.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
     jobs = plan.jobs
     direct = tiny_pipeline.generate(jobs["report"].tolist(), jobs["age"].tolist(), jobs["sex"].tolist(), jobs["heart_rate"].tolist(),
                                     num_inference_steps=2, generator=[torch.Generator().manual_seed(int(s)) for s in jobs["seed"]])  # fmt: skip

@@ -25,7 +25,7 @@ from ecgaug.distributed import distributed_context, distributed_env
 from ecgaug.schedulers import SCHEDULERS
 from ecgaug.settings import GenerationSettings
 
-from .cache import SHARD_DIR, CacheConfig, CacheMismatchError, SyntheticCache, _remove_temporaries
+from .cache import SHARD_DIR, CacheConfig, CacheMismatchError, SyntheticCache, _remove_temporaries, generator_key
 from .plan import GenerationPlan
 
 __all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_settings", "build_shard", "generate_shard", "run_build"]
@@ -268,6 +268,7 @@ def run_build(
         lead_order=settings.lead_order,
         sampling_rate=settings.sampling_rate,
         shard_size=shard_size,
+        **generator_key(generator),  # its text encoder and full sampler config (None for generators without them)
     )
     batch_size = settings.batch_size
     env = distributed_env()
