@@ -280,8 +280,9 @@ class AugmentedDataset(Dataset):
 
         self.selection, self._rows = None, None
         if selection is not None:
-            if on_demand_missing := self.cache.missing_shards():
-                raise ValueError(f"selection= needs a finished cache, but {len(on_demand_missing)} shards are not built")
+            missing = self.cache.missing_shards()
+            if missing:
+                raise ValueError(f"selection= needs a finished cache, but {len(missing)} shards are not built")
             self.selection = load_selection(self.cache, selection)
             self._rows = self.selection.indices
         if not isinstance(synthetic_targets, str):
