@@ -69,6 +69,8 @@ def _write_summary(path: Path, summary: dict) -> None:
 
 
 def run_vae(args) -> int:
+    import dataclasses
+
     from ecgaug.training.conditions import from_ptbxl
     from ecgaug.training.loop import distributed_context
     from ecgaug.training.stages import MODEL_SIZES, train_vae
@@ -77,7 +79,8 @@ def run_vae(args) -> int:
     vae, summary = train_vae(data, MODEL_SIZES[args.size][0], _training_config(args), kl_weight=args.kl_weight)
     if distributed_context().is_main and summary["finished"]:
         vae.save_pretrained(args.output_dir / "vae")
-        _write_summary(args.output_dir / "vae_summary.json", {**summary, "folds": list(args.folds), "size": args.size, "kl_weight": args.kl_weight})
+        _write_summary(args.output_dir / "vae_summary.json", {**summary, "folds": list(args.folds), "size": args.size, "kl_weight": args.kl_weight,
+                                                              **dataclasses.asdict(_training_config(args))})
         print(f"VAE written to {args.output_dir / 'vae'}")
     elif not summary["finished"]:
         print(f"Stopped at step {summary['steps']}/{summary['max_steps']}; rerun the same command to continue.")
