@@ -8,7 +8,8 @@ Layout of a cache folder::
         targets.npy             (num_records, num_classes) uint8 multi-hot labels of the jobs, in
                                 ``classes`` order (memory-mapped by readers, so they stay light)
         manifest.csv            merged manifest: one row per finished ECG (job + model_id, sampler,
-                                num_inference_steps, guidance_scale, shard, offset)
+                                num_inference_steps, guidance_scale, shard, offset; a real-guided cache
+                                also has seed_index, the seed record of each ECG, and strength)
         shards/
             shard-000000.npy    (rows, 12, num_samples) float16, ``np.save`` format (memory-mappable)
             shard-000000.json   manifest part: sha256 and size of the .npy, the settings it was
@@ -59,7 +60,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..signal import RECORD_SECONDS, resolve_lead_order
-from .plan import JOB_COLUMNS, GenerationPlan
+from .plan import JOB_COLUMNS, SEED_COLUMN, GenerationPlan
 
 __all__ = [
     "CacheBusyError", "CacheConfig", "CacheMismatchError", "CorruptCacheError", "IncompleteCacheError", "Problem",
@@ -87,6 +88,8 @@ ANNEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 CACHE_NAMES = {CONFIG_FILE, PLAN_FILE, TARGETS_FILE, MANIFEST_FILE, SHARD_DIR, BUILDERS_DIR, SELECTIONS_DIR, SCORES_DIR}
 PART_NAME = re.compile(r"shard-(\d{6})\.json")
 MANIFEST_COLUMNS = [*JOB_COLUMNS, "model_id", "sampler", "num_inference_steps", "guidance_scale", "shard", "offset"]
+# A real-guided cache (strength < 1, plan with seed ECGs): every ECG traces back to its seed record.
+SEEDED_MANIFEST_COLUMNS = [*JOB_COLUMNS, SEED_COLUMN, "strength", *MANIFEST_COLUMNS[len(JOB_COLUMNS):]]
 
 
 class CacheMismatchError(ValueError):
@@ -128,6 +131,7 @@ class CacheConfig:
     targets_sha256: str | None = None  # of targets.npy (follows from the plan); None in caches of ecgaug < 0.2
     text_encoder: str | None = None  # the encoder's name (e.g. "minilm:all-MiniLM-L6-v2"); None: not recorded
     scheduler_config: dict | None = None  # the sampler's full diffusers config (noise schedule, spacing...); None: not recorded
+    strength: float = 1.0  # < 1: real-guided (the plan's seed ECGs noised part-way); caches before it was recorded are 1
     format: str = CACHE_FORMAT
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     ecgaug_version: str = __version__
@@ -135,19 +139,24 @@ class CacheConfig:
     KEY_FIELDS = (
         "format", "model_id", "sampler", "num_inference_steps", "guidance_scale", "lead_order", "sampling_rate",
         "num_samples", "classes", "num_records", "plan_sha256", "shard_size", "dtype", "text_encoder", "scheduler_config",
+        "strength",
     )  # fmt: skip
     # Key fields that caches (and shard parts) written before they were recorded lack: ``None`` there means
     # "not recorded", which matches any value, and ``key_dict`` leaves them out so old parts still match.
     OPTIONAL_KEY_FIELDS = ("text_encoder", "scheduler_config")
 
     def __post_init__(self):
-        numbers = {"num_records": int, "num_samples": int, "shard_size": int, "sampling_rate": (int, float), "guidance_scale": (int, float)}
+        numbers = {"num_records": int, "num_samples": int, "shard_size": int, "sampling_rate": (int, float),
+                   "guidance_scale": (int, float), "strength": (int, float)}  # fmt: skip
         for name, kinds in numbers.items():
             value = getattr(self, name)
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise TypeError(f"{name} should be a number, but got {value!r}")
         if self.num_records < 0:
             raise ValueError(f"num_records should be >= 0, but got {self.num_records}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength should be in (0, 1], but got {self.strength}")
+        self.strength = float(self.strength)
         resolve_lead_order(self.lead_order)
         if not isinstance(self.lead_order, str):
             raise ValueError(f"lead_order should be a name ('ptbxl' or 'mimic'), but got {self.lead_order!r}")
@@ -177,12 +186,18 @@ class CacheConfig:
         shard_size: int = 256,
         text_encoder: str | None = None,
         scheduler_config: dict | None = None,
+        strength: float = 1.0,
     ) -> "CacheConfig":
         """The config of a cache holding ``plan``'s ECGs, 10 s each at ``sampling_rate`` in ``lead_order``.
 
         ``text_encoder`` and ``scheduler_config`` identify the rest of what makes the ECGs;
         :func:`generator_key` reads both from a generator (``**generator_key(pipeline)``).
+        ``strength`` < 1 (real-guided generation) needs a plan with seed ECGs, and such a plan needs it.
         """
+        if plan.has_seeds and not strength < 1.0:
+            raise ValueError(f"the plan has seed ECGs, so its cache needs strength < 1 (the seeds noised part-way), but got strength={strength:g}")
+        if not plan.has_seeds and strength != 1.0:
+            raise ValueError(f"strength={strength:g} < 1 needs a plan with seed ECGs (PlanConfig(seed_ecgs=True)); without them use strength 1")
         return cls(
             model_id=model_id,
             sampler=sampler,
@@ -198,6 +213,7 @@ class CacheConfig:
             targets_sha256=hashlib.sha256(_targets_bytes(plan)).hexdigest(),
             text_encoder=text_encoder,
             scheduler_config=scheduler_config,
+            strength=float(strength),
         )
 
     @property
@@ -221,10 +237,12 @@ class CacheConfig:
     def key_dict(self) -> dict:
         """The :attr:`KEY_FIELDS` (what determines the ECGs), as recorded in each shard's part.
 
-        Optional key fields that are not recorded (``None``) are left out, so parts of older caches match.
+        Optional key fields that are not recorded (``None``) are left out, and so is ``strength`` 1 (pure
+        noise, what caches before it was recorded hold), so parts of older caches match.
         """
         return {name: getattr(self, name) for name in self.KEY_FIELDS
-                if not (name in self.OPTIONAL_KEY_FIELDS and getattr(self, name) is None)}  # fmt: skip
+                if not (name in self.OPTIONAL_KEY_FIELDS and getattr(self, name) is None)
+                and not (name == "strength" and self.strength == 1.0)}  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -756,12 +774,16 @@ class SyntheticCache:
             rows["shard"] = shard
             rows["offset"] = np.arange(len(rows))
             frames.append(rows)
-        manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
+        seeded = self.config.strength < 1.0  # for_plan: a real-guided plan exactly
+        columns = SEEDED_MANIFEST_COLUMNS if seeded else MANIFEST_COLUMNS
+        manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         manifest["model_id"] = self.config.model_id
         manifest["sampler"] = self.config.sampler
         manifest["num_inference_steps"] = self.config.num_inference_steps
         manifest["guidance_scale"] = self.config.guidance_scale
-        return manifest[MANIFEST_COLUMNS]
+        if seeded:
+            manifest["strength"] = self.config.strength
+        return manifest[columns]
 
     def merge_manifest(self) -> pd.DataFrame:
         """Concatenate the parts of all complete shards into ``manifest.csv`` and return it."""

@@ -23,6 +23,13 @@ Two kinds of plans share one job loop (:func:`make_plan`):
 
 ``report_codes="frequency"`` picks each class's member code with its frequency in the real
 records (:class:`FrequencyWeightedReports`), so a class's reports follow its real mix of codes.
+
+``seed_ecgs=True`` plans *real-guided* generation (SDEdit / img2img): each job also records
+``seed_index``, the index (in the wrapped data set) of the real record whose label set it copies,
+and the builder starts that job's diffusion from the record's signal, noised part-way
+(``GenerationSettings.strength`` < 1). The plan records which data set the seeds index
+(``info["seed_source"]``: split, folds, number of records and a hash of their ids, see
+:func:`seed_source`), so a build against other records, or a seed from a held-out split, is refused.
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ __all__ = [
     "label_counts",
     "make_plan",
     "primary_labels",
+    "seed_source",
     "select_from_pool",
     "synthetic_counts",
     "to_multi_hot",
@@ -56,6 +64,8 @@ __all__ = [
 PLAN_FORMAT = "ecgaug-plan/1"
 LABEL_SEPARATOR = "|"
 JOB_COLUMNS = ("index", "labels", "report", "age", "sex", "heart_rate", "seed")
+SEED_COLUMN = "seed_index"  # only in plans with seed ECGs (PlanConfig.seed_ecgs), after JOB_COLUMNS
+HELD_OUT_SPLITS = ("val", "test", "all")  # named PTB-XL splits whose records must never seed training ECGs
 
 
 class ReportSource(Protocol):
@@ -90,6 +100,11 @@ class PlanConfig:
             superclass) are picked uniformly. ``"frequency"``: with their frequency in the real
             records (needs ``scp_codes`` in :func:`make_plan`), so rare codes stay rare.
         seed: Seed of the whole plan: label sets, reports, patients and per-ECG diffusion seeds.
+        seed_ecgs: Real-guided generation: each job records ``seed_index``, the real record whose label
+            set it copies (with ``co_occurrence="none"``, or a deficit strategy that drops labels of
+            classes already at their goal, a record of the job's primary class whose labels may be more),
+            and is generated from that record's signal (``strength`` < 1 in the build settings).
+            :func:`make_plan` then needs ``seed_source``.
     """
 
     strategy: Literal["balance", "target", "ratio", "per_class"] = "balance"
@@ -100,6 +115,7 @@ class PlanConfig:
     classes: Sequence[str] | None = None
     report_codes: Literal["uniform", "frequency"] = "uniform"
     seed: int = 0
+    seed_ecgs: bool = False
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -117,6 +133,8 @@ class PlanConfig:
             raise ValueError(f"co_occurrence should be 'real' or 'none', but got {self.co_occurrence!r}")
         if self.report_codes not in ("uniform", "frequency"):
             raise ValueError(f"report_codes should be 'uniform' or 'frequency', but got {self.report_codes!r}")
+        if not isinstance(self.seed_ecgs, bool):
+            raise TypeError(f"seed_ecgs should be True or False, but got {self.seed_ecgs!r}")
         if self.classes is not None:
             self.classes = list(self.classes)
 
@@ -179,21 +197,36 @@ class GenerationPlan:
 
     Args:
         jobs: DataFrame with columns ``index`` (0..N-1, in order), ``labels`` (class names joined by
-            ``"|"``, primary label first), ``report``, ``age``, ``sex``, ``heart_rate``, ``seed``.
+            ``"|"``, primary label first), ``report``, ``age``, ``sex``, ``heart_rate``, ``seed``, and
+            for real-guided plans ``seed_index`` (the seed record's index in the data set of ``info["seed_source"]``).
         classes: All class names of the wrapped data set, in its target order.
-        info: Free-form JSON-able description (config, counts) saved with the plan.
+        info: Free-form JSON-able description (config, counts) saved with the plan; a plan with
+            ``seed_index`` needs ``info["seed_source"]`` (:func:`seed_source`).
     """
 
     def __init__(self, jobs: pd.DataFrame, classes: Sequence[str], info: dict | None = None):
         missing = [column for column in JOB_COLUMNS if column not in jobs.columns]
         if missing:
             raise ValueError(f"jobs should have columns {list(JOB_COLUMNS)}, but misses {missing}")
-        jobs = jobs.loc[:, list(JOB_COLUMNS)].reset_index(drop=True)
+        self.info = dict(info or {})
+        columns = list(JOB_COLUMNS) + ([SEED_COLUMN] if SEED_COLUMN in jobs.columns else [])
+        jobs = jobs.loc[:, columns].reset_index(drop=True)
         if not np.array_equal(jobs["index"].to_numpy(), np.arange(len(jobs))):
             raise ValueError("jobs['index'] should be 0, 1, ..., len(jobs) - 1 in order")
-        self.jobs = jobs.astype({"index": np.int64, "age": float, "heart_rate": float, "seed": np.int64})
+        kinds = {"index": np.int64, "age": float, "heart_rate": float, "seed": np.int64}
+        if SEED_COLUMN in jobs.columns:
+            source = self.info.get("seed_source")
+            if not isinstance(source, dict) or not isinstance(source.get("num_records"), int):
+                raise ValueError("a plan with seed_index should record its seed data set as info['seed_source'] (see seed_source()), "
+                                 f"but has {source!r}")  # fmt: skip
+            seeds = pd.to_numeric(jobs[SEED_COLUMN], errors="coerce").to_numpy(dtype=float)
+            if len(seeds) and (not np.isfinite(seeds).all() or (seeds != np.round(seeds)).any() or seeds.min() < 0
+                               or seeds.max() >= source["num_records"]):  # fmt: skip
+                raise ValueError(f"seed_index should hold record indices in [0, {source['num_records']}) of the seed data set, "
+                                 f"but ranges over [{np.nanmin(seeds):g}, {np.nanmax(seeds):g}]")  # fmt: skip
+            kinds[SEED_COLUMN] = np.int64
+        self.jobs = jobs.astype(kinds)
         self.classes = list(classes)
-        self.info = dict(info or {})
         known = set(self.classes)
         for labels in set(self.jobs["labels"]):
             unknown = set(labels.split(LABEL_SEPARATOR)) - known
@@ -202,6 +235,16 @@ class GenerationPlan:
 
     def __len__(self) -> int:
         return len(self.jobs)
+
+    @property
+    def has_seeds(self) -> bool:
+        """Whether the jobs are real-guided (each has a ``seed_index``)."""
+        return SEED_COLUMN in self.jobs.columns
+
+    @property
+    def seed_source(self) -> dict | None:
+        """The seed data set's description (:func:`seed_source`), or None for a plan without seed ECGs."""
+        return self.info.get("seed_source") if self.has_seeds else None
 
     def label_sets(self) -> list[tuple[str, ...]]:
         return [tuple(labels.split(LABEL_SEPARATOR)) for labels in self.jobs["labels"]]
@@ -225,8 +268,11 @@ class GenerationPlan:
         return "\n".join(lines) + "\n"
 
     def fingerprint(self) -> str:
-        """sha256 of the classes and jobs: two plans with the same fingerprint produce the same ECGs."""
-        content = json.dumps({"classes": self.classes}) + "\n" + "\n".join(self.to_jsonl().splitlines()[1:])
+        """sha256 of the classes and jobs (and the seed data set): two plans with the same fingerprint produce the same ECGs."""
+        head = {"classes": self.classes}
+        if self.has_seeds:
+            head["seed_source"] = self.info["seed_source"]
+        content = json.dumps(head) + "\n" + "\n".join(self.to_jsonl().splitlines()[1:])
         return hashlib.sha256(content.encode()).hexdigest()
 
     def save(self, path) -> None:
@@ -243,7 +289,10 @@ class GenerationPlan:
             if header.get("format") != PLAN_FORMAT:
                 raise ValueError(f"{path} should be an ecgaug plan (format {PLAN_FORMAT!r}), but has format {header.get('format')!r}")
             rows = [json.loads(line) for line in handle if line.strip()]
-        jobs = pd.DataFrame(rows, columns=list(JOB_COLUMNS))
+        seeded = any(SEED_COLUMN in row for row in rows)
+        if seeded and not all(SEED_COLUMN in row for row in rows):
+            raise ValueError(f"{path}: some jobs have a seed_index and others not")
+        jobs = pd.DataFrame(rows, columns=list(JOB_COLUMNS) + ([SEED_COLUMN] if seeded else []))
         return cls(jobs, header["classes"], header.get("info"))
 
     def __repr__(self) -> str:
@@ -255,9 +304,12 @@ def job_record(row) -> dict:
 
     The one serializer of job rows: ``plan.jsonl``, shard parts and the manifest all use it.
     """
-    get = row.get if isinstance(row, dict) else (lambda key: getattr(row, key))
+    get = row.get if isinstance(row, dict) else (lambda key: getattr(row, key, None))
     kinds = {"index": int, "labels": str, "report": str, "age": float, "sex": str, "heart_rate": float, "seed": int}
-    return {column: kinds[column](get(column)) for column in JOB_COLUMNS}
+    record = {column: kinds[column](get(column)) for column in JOB_COLUMNS}
+    if get(SEED_COLUMN) is not None:  # real-guided plans only, so other plans keep their records (and fingerprints)
+        record[SEED_COLUMN] = int(get(SEED_COLUMN))
+    return record
 
 
 def labels_to_multi_hot(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
@@ -270,26 +322,37 @@ def labels_to_multi_hot(labels: Sequence[str], classes: Sequence[str]) -> np.nda
     return multi_hot
 
 
-def _deficit_label_sets(real: np.ndarray, needed: np.ndarray, co_occurrence: str, rng: np.random.Generator) -> list[list[int]]:
-    """Greedy label sets: always serve the class with the largest remaining deficit."""
+def _deficit_label_sets(real: np.ndarray, needed: np.ndarray, co_occurrence: str, rng: np.random.Generator,
+                        seeded: bool = False) -> tuple[list[list[int]], list[int]]:  # fmt: skip
+    """Greedy label sets: always serve the class with the largest remaining deficit.
+
+    Returns the label sets and, per set, the real record drawn for it (-1 where none was drawn;
+    ``seeded`` draws one for every set, so each job has a seed record of its primary class).
+    """
     remaining = needed.copy()
     records_of = [np.flatnonzero(real[:, c]) for c in range(real.shape[1])]
-    label_sets = []
+    label_sets, records = [], []
     while remaining.max(initial=0) > 0:
         primary = int(np.argmax(remaining))
         labels = [primary]
-        if co_occurrence == "real" and len(records_of[primary]):
-            record = records_of[primary][rng.integers(len(records_of[primary]))]
-            labels += [int(c) for c in np.flatnonzero(real[record]) if c != primary and remaining[c] > 0]
+        record = -1
+        if (co_occurrence == "real" or seeded) and len(records_of[primary]):
+            record = int(records_of[primary][rng.integers(len(records_of[primary]))])
+            if co_occurrence == "real":
+                labels += [int(c) for c in np.flatnonzero(real[record]) if c != primary and remaining[c] > 0]
         remaining[labels] -= 1
         label_sets.append(labels)
-    return label_sets
+        records.append(record)
+    return label_sets, records
 
 
 def _pool_label_sets(real: np.ndarray, classes: Sequence[str], allowed: np.ndarray, per_class: int, co_occurrence: str,
-                     rng: np.random.Generator) -> list[list[int]]:  # fmt: skip
-    """``per_class`` label sets per allowed class (class by class), each copying a random real record's labels."""
-    label_sets = []
+                     rng: np.random.Generator) -> tuple[list[list[int]], list[int]]:  # fmt: skip
+    """``per_class`` label sets per allowed class (class by class), each copying a random real record's labels.
+
+    Returns the label sets and the real record drawn for each.
+    """
+    label_sets, chosen = [], []
     for c, name in enumerate(classes):
         if not allowed[c]:
             continue
@@ -299,7 +362,8 @@ def _pool_label_sets(real: np.ndarray, classes: Sequence[str], allowed: np.ndarr
         for record in rng.choice(records, size=per_class):
             others = [int(o) for o in np.flatnonzero(real[record]) if o != c] if co_occurrence == "real" else []
             label_sets.append([c] + others)
-    return label_sets
+            chosen.append(int(record))
+    return label_sets, chosen
 
 
 class FrequencyWeightedReports:
@@ -338,6 +402,7 @@ def make_plan(
     patients: PatientSampler,
     config: PlanConfig | None = None,
     scp_codes: Sequence[dict] | None = None,
+    seed_source: dict | None = None,
     show_progress: bool = False,
 ) -> GenerationPlan:
     """Plan the synthetic ECGs of ``config``: the deficit to a goal, or a per-class pool.
@@ -350,10 +415,17 @@ def make_plan(
         patients: Draws each job's age, sex and heart rate (see :class:`PatientSampler`).
         config: The counting strategy, report codes and seed; defaults to ``PlanConfig()`` (balance to the largest class).
         scp_codes: The real records' code dicts, for ``config.report_codes="frequency"``.
+        seed_source: For ``config.seed_ecgs``: the description (:func:`seed_source`) of the data set whose
+            records ``targets`` are, in the same order; each job's ``seed_index`` indexes it.
         show_progress: Show a tqdm bar while writing reports and patients.
 
     Returns:
-        The plan; ``plan.info`` records the config and the real (and, for deficit strategies, needed) counts per class.
+        The plan; ``plan.info`` records the config and the real (and, for deficit strategies, needed) counts per
+        class, and with seed ECGs the ``seed_source``.
+
+    Raises:
+        ValueError: if ``config.seed_ecgs`` without a ``seed_source`` of ``len(targets)`` records (or ``seed_source``
+            without ``seed_ecgs``), or a class that needs seed ECGs has no real record.
     """
     config = config or PlanConfig()
     classes = list(classes)
@@ -363,12 +435,24 @@ def make_plan(
     real_counts = real.sum(axis=0)
     rng = np.random.default_rng([config.seed, 0])
     info = {"config": asdict(config), "real_counts": dict(zip(classes, real_counts.astype(int).tolist()))}
+    if config.seed_ecgs:
+        if not isinstance(seed_source, dict) or seed_source.get("num_records") != len(real):
+            raise ValueError(f"PlanConfig(seed_ecgs=True) needs seed_source= (seed_source(dataset)) describing the {len(real)} "
+                             f"records of targets, but got {seed_source!r}")  # fmt: skip
+        info["seed_source"] = dict(seed_source)
+    elif seed_source is not None:
+        raise ValueError("seed_source is only used with PlanConfig(seed_ecgs=True)")
     if config.strategy == "per_class":
-        label_sets = _pool_label_sets(real, classes, _allowed_classes(config, classes), config.per_class, config.co_occurrence, rng)
+        label_sets, records = _pool_label_sets(real, classes, _allowed_classes(config, classes), config.per_class,
+                                               config.co_occurrence, rng)  # fmt: skip
     else:
         needed = synthetic_counts(real_counts, config, classes)
-        label_sets = _deficit_label_sets(real, needed, config.co_occurrence, rng)
+        label_sets, records = _deficit_label_sets(real, needed, config.co_occurrence, rng, seeded=config.seed_ecgs)
         info["needed_counts"] = dict(zip(classes, needed.astype(int).tolist()))
+    if config.seed_ecgs:
+        unseeded = sorted({classes[labels[0]] for labels, record in zip(label_sets, records) if record < 0})
+        if unseeded:
+            raise ValueError(f"Classes {unseeded} need synthetic ECGs but have no real record to seed them (seed_ecgs=True)")
     if config.report_codes == "frequency":
         if scp_codes is None:
             raise ValueError("report_codes='frequency' needs scp_codes (the real records' code dicts) to count codes")
@@ -384,7 +468,68 @@ def make_plan(
         report = reports.report_for_class(names[0], rng=job_rng, co_occurring=names[1:] or None)
         patient = patients.sample(names, rng=job_rng, report=report)
         rows.append((index, LABEL_SEPARATOR.join(names), report, patient.age, patient.sex, patient.heart_rate, job_seed(config.seed, index)))
-    return GenerationPlan(pd.DataFrame(rows, columns=list(JOB_COLUMNS)), classes, info)
+    jobs = pd.DataFrame(rows, columns=list(JOB_COLUMNS))
+    if config.seed_ecgs:
+        jobs[SEED_COLUMN] = np.asarray(records, dtype=np.int64)
+    return GenerationPlan(jobs, classes, info)
+
+
+def _record_ids(dataset) -> tuple[list, str]:
+    """The ids of ``dataset``'s records in order, and what they are (PTB-XL ``ecg_id``, or a hash of each target row)."""
+    base, rows = dataset, None
+    if isinstance(dataset, _subset_types()):
+        base, rows = dataset.dataset, [int(i) for i in dataset.indices]
+    metadata = getattr(base, "metadata", None)
+    if isinstance(metadata, pd.DataFrame) and "ecg_id" in metadata.columns:
+        ids = metadata["ecg_id"].astype(int).tolist()
+        kind = "ecg_id"
+    else:
+        targets = getattr(base, "targets", None)
+        if targets is None:
+            raise ValueError(f"the seed data set ({type(base).__name__}) should have metadata['ecg_id'] or targets, "
+                             "so that a build can check it holds the planned seed records")  # fmt: skip
+        ids = [hashlib.sha256(np.ascontiguousarray(row, dtype=np.float32).tobytes()).hexdigest()[:16] for row in np.asarray(targets)]
+        kind = "targets"
+    return (ids if rows is None else [ids[i] for i in rows]), kind
+
+
+def _subset_types() -> tuple[type, ...]:
+    from torch.utils.data import Subset
+
+    return (Subset,)
+
+
+def seed_source(dataset, *, held_out_folds: Sequence[int] = ()) -> dict:
+    """Describe the data set whose records seed a real-guided plan (``PlanConfig(seed_ecgs=True)``).
+
+    Args:
+        dataset: The wrapped training data set (e.g. ``PTBXL(root, "train")``, or a ``torch.utils.data.Subset``
+            of one); its items' signals are the seeds.
+        held_out_folds: Folds no seed may come from (validation and test folds of an experiment).
+
+    Returns:
+        ``{"split", "folds", "num_records", "ids", "ids_sha256"}``: the PTB-XL split name and ``strat_fold``
+        values (None where the data set has none), its size, what its record ids are (``"ecg_id"``, or
+        ``"targets"``: a hash of each target row) and the sha256 of the ids in order.
+
+    Raises:
+        ValueError: if the data set is a held-out split (``"val"``, ``"test"``, or ``"all"``, which holds
+            them), or has records of ``held_out_folds``: synthetic training ECGs must not be made from them.
+    """
+    base = dataset.dataset if isinstance(dataset, _subset_types()) else dataset
+    split = getattr(base, "split", None)
+    folds = getattr(base, "folds", None)
+    folds = None if folds is None else sorted(int(f) for f in folds)
+    if split in HELD_OUT_SPLITS:
+        raise ValueError(f"seed ECGs should come from the training split, but the seed data set is split {split!r} "
+                         f"(folds {folds}); its records would leak into synthetic training ECGs")  # fmt: skip
+    held = sorted(set(folds or ()) & {int(f) for f in held_out_folds})
+    if held:
+        raise ValueError(f"seed ECGs should come from training folds only, but the seed data set has folds {folds}, "
+                         f"including the held-out folds {held}")  # fmt: skip
+    ids, kind = _record_ids(dataset)
+    digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()
+    return {"split": split, "folds": folds, "num_records": len(ids), "ids": kind, "ids_sha256": digest}
 
 
 def primary_labels(plan: GenerationPlan) -> np.ndarray:
