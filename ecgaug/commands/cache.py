@@ -57,7 +57,8 @@ def _register_build(commands) -> None:
             "Plan the synthetic ECGs that balance a PTB-XL split (--ptbxl) or read a saved plan (--plan), "
             "and generate them into --output_dir. Rerunning the same command resumes a killed build; "
             "`torchrun --nproc_per_node K -m ecgaug.cli cache build ...` splits the shards across K ranks. "
-            "The plan is saved in the cache as plan.jsonl (reusable with --plan)."
+            "The plan is saved in the cache as plan.jsonl (reusable with --plan). With --seed_ecgs --strength S "
+            "(S < 1) each ECG starts from the real --split record whose labels it copies (real-guided, img2img)."
         ),
     )
     build.add_argument("--output_dir", required=True, help="the cache folder (created; an existing cache is resumed)")
@@ -83,8 +84,11 @@ def _register_build(commands) -> None:
     plan.add_argument("--heart_rate", default=None, help="heart-rate override in bpm: a value or LOW:HIGH")
     plan.add_argument("--age_jitter", type=float, default=2.0, help="std (years) of the noise added to real ages")
     plan.add_argument("--heart_rate_jitter", type=float, default=2.0, help="std (bpm) of the noise added to real heart rates")
+    plan.add_argument("--seed_ecgs", action="store_true",
+                      help="real-guided generation: start each synthetic ECG from the --split record whose label set it "
+                           "copies, noised part-way (--strength < 1); the manifest names each ECG's seed_index")  # fmt: skip
 
-    add_generation_arguments(build)  # --model, --upstream, --text_encoder, --scheduler, --num_inference_steps, ...
+    add_generation_arguments(build, seed_ecgs=True)  # --model, --upstream, --text_encoder, --scheduler, --strength, ...
     model = build.add_argument_group("build")
     model.add_argument("--model_factory", default=None, metavar="MODULE:FACTORY",
                        help="use FACTORY() from MODULE as the model instead of --model/--upstream (tests, custom models)")  # fmt: skip
@@ -105,21 +109,35 @@ def _check_build_args(args) -> None:
             raise SystemExit(f"ecgaug cache build: --model_factory should be MODULE:FACTORY, but got {args.model_factory!r}")
     if args.plan is not None:
         given = [f"--{name}" for name in ("target_count", "ratio", "classes", "age", "sex", "heart_rate") if getattr(args, name) is not None]
+        if args.seed_ecgs:
+            given.append("--seed_ecgs")
         if given:
             raise SystemExit(f"ecgaug cache build: {', '.join(given)} shape a new plan and cannot change a saved --plan; "
                              "use --ptbxl to plan afresh")  # fmt: skip
+    strength = getattr(args, "strength", 1.0)
+    if args.seed_ecgs and not strength < 1.0:
+        raise SystemExit("ecgaug cache build: --seed_ecgs starts from real records noised part-way, so it needs --strength < 1 "
+                         "(e.g. --strength 0.5)")  # fmt: skip
+    if strength < 1.0 and not args.seed_ecgs:
+        raise SystemExit(f"ecgaug cache build: --strength {strength:g} < 1 needs --seed_ecgs (real records to start from)")
 
 
 def _make_plan(args):
+    """``(plan, seed_dataset)``: the plan to build, and with --seed_ecgs the --split records it starts from (else None)."""
     from ecgaug.augment.patients import PatientSampler
-    from ecgaug.augment.plan import GenerationPlan, PlanConfig, make_plan
+    from ecgaug.augment.plan import GenerationPlan, PlanConfig, make_plan, seed_source
 
     if args.plan is not None:
-        return GenerationPlan.load(args.plan)
+        plan = GenerationPlan.load(args.plan)
+        if plan.has_seeds:
+            raise ValueError(f"{args.plan} is a real-guided plan (seed ECGs); build it with the --ptbxl ... --seed_ecgs command "
+                             "that made it (rerunning it resumes the build)")  # fmt: skip
+        return plan, None
     from ecgaug.data.ptbxl import PTBXL
     from ecgaug.text.reports import ReportTemplater
 
     dataset = PTBXL(args.ptbxl_root, args.split, **({"task": args.task} if args.task is not None else {}))
+    source = seed_source(dataset) if args.seed_ecgs else None  # refuses a held-out --split
     patients = PatientSampler.from_dataset(
         dataset,
         age_override=args.age,
@@ -132,10 +150,13 @@ def _make_plan(args):
     # per_class pool and uniform codes are read when the build arguments offer them.
     config = PlanConfig(strategy=args.strategy, target_count=args.target_count, ratio=args.ratio,
                         per_class=getattr(args, "per_class", None), co_occurrence=args.co_occurrence, classes=args.classes,
-                        report_codes=getattr(args, "report_codes", None) or "frequency", seed=args.seed)  # fmt: skip
+                        report_codes=getattr(args, "report_codes", None) or "frequency", seed=args.seed,
+                        seed_ecgs=args.seed_ecgs)  # fmt: skip
     reports = ReportTemplater.from_ptbxl(args.ptbxl_root, task=dataset.task)  # class labels mean the dataset's task
-    return make_plan(dataset.targets, dataset.classes, reports=reports, patients=patients, config=config,
-                     scp_codes=dataset.metadata["scp_codes"].tolist(), show_progress=not args.no_progress)  # fmt: skip
+    plan = make_plan(dataset.targets, dataset.classes, reports=reports, patients=patients, config=config,
+                     scp_codes=dataset.metadata["scp_codes"].tolist(), seed_source=source,
+                     show_progress=not args.no_progress)  # fmt: skip
+    return plan, (dataset if args.seed_ecgs else None)
 
 
 def _settings(args):
@@ -179,15 +200,15 @@ def build_command(args) -> int:
     _check_build_args(args)
     settings = _settings(args)  # before the plan: a bad setting fails fast
     try:
-        plan = _make_plan(args)
+        plan, seed_dataset = _make_plan(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
     generator = _load_generator(args, settings)
     try:
         # The settings hold the number of steps actually run (never "the default"), so the cache key is explicit.
-        cache, result = run_build(args.output_dir, plan, generator, settings, shard_size=args.shard_size,
-                                  overwrite=args.overwrite, show_progress=not args.no_progress)  # fmt: skip
+        cache, result = run_build(args.output_dir, plan, generator, settings, shard_size=args.shard_size, overwrite=args.overwrite,
+                                  show_progress=not args.no_progress, seed_dataset=seed_dataset)  # fmt: skip
     except (CacheMismatchError, CacheBusyError, CorruptCacheError, FileExistsError, ValueError) as error:
         print(f"ecgaug cache build: error: {error}", file=sys.stderr)
         return 1
