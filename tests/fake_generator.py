@@ -33,6 +33,16 @@ def expected_signal(report: str, heart_rate: float, seed: int, *, sampling_rate:
     return reorder_leads(signal, "ptbxl", lead_order)
 
 
+class FakeTextEncoder:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class FakeScheduler:
+    def __init__(self, config: dict):
+        self.config = config
+
+
 class FakeGenerator:
     """A deterministic stand-in for ``DiffuSETSPipeline``.
 
@@ -40,12 +50,16 @@ class FakeGenerator:
         model_id, sampler_name: Identity reported to the cache.
         fail_after_calls: Raise ``RuntimeError`` on every ``generate`` call after this many (a crash).
         delay: Seconds to sleep in each ``generate`` call (to make builders overlap).
+        text_encoder, scheduler_config: The text encoder's name and the sampler config that
+            ``generator_key`` reads (None: the fake has no ``text_encoder`` / ``scheduler``).
     """
 
     def __init__(self, model_id: str = "fake-1", sampler_name: str = "FakeScheduler", fail_after_calls: int | None = None,
-                 delay: float = 0.0):  # fmt: skip
+                 delay: float = 0.0, text_encoder: str | None = None, scheduler_config: dict | None = None):  # fmt: skip
         self.model_id = model_id
         self._sampler_name = sampler_name
+        self.text_encoder = None if text_encoder is None else FakeTextEncoder(text_encoder)
+        self.scheduler = None if scheduler_config is None else FakeScheduler(scheduler_config)
         self.fail_after_calls = fail_after_calls
         self.delay = delay
         self.calls = []  # (num_reports, num_inference_steps, guidance_scale, lead_order, sampling_rate, batch_size) per call

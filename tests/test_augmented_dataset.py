@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ecgaug.augment.builder import run_build
 from ecgaug.augment.cache import CacheConfig, CacheMismatchError, IncompleteCacheError, SyntheticCache
 from ecgaug.augment.dataset import AugmentedDataset
+from ecgaug.settings import GenerationSettings
 from ecgaug.signal import reorder_leads, resample
 
 SHARD_SIZE = 8
@@ -102,7 +103,8 @@ def test_dict_items_keep_their_keys_and_numpy_types(cache, plan, real):
 
 def test_signals_are_converted_to_the_base_rate_and_lead_order(tmp_path, plan, real):
     _, targets = real
-    mimic, _ = run_build(tmp_path / "mimic", plan, FakeGenerator(), lead_order="mimic", shard_size=SHARD_SIZE, show_progress=False)
+    mimic, _ = run_build(tmp_path / "mimic", plan, FakeGenerator(), GenerationSettings(lead_order="mimic"), shard_size=SHARD_SIZE,
+                         show_progress=False)  # fmt: skip
     base = TensorDataset(torch.zeros(40, 12, 5000, dtype=torch.float64), targets)
     dataset = AugmentedDataset(base, mimic, classes=CLASSES, sampling_rate=500)
     x, _ = dataset[40]

@@ -167,16 +167,39 @@ def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(
         run_build(tmp_path / "ddim", plan, tiny_pipeline, GenerationSettings(scheduler="ddim"), show_progress=False)
     with pytest.raises(ValueError, match="strength 1"):
         run_build(tmp_path / "s", plan, fake, GenerationSettings(strength=0.5), show_progress=False)
-    with pytest.raises(TypeError, match="inside settings"):
-        run_build(tmp_path / "t", plan, fake, GenerationSettings(), guidance_scale=2.0, show_progress=False)
-    with pytest.raises(TypeError, match="unexpected keyword"):
-        run_build(tmp_path / "u", plan, fake, scheduler="ddim", show_progress=False)
-    assert not (tmp_path / "ddim").exists() and not (tmp_path / "s").exists(), "refused before any cache is created"
+    with pytest.raises(TypeError, match="settings should be a GenerationSettings, but got dict"):
+        run_build(tmp_path / "d", plan, fake, {"num_inference_steps": 4}, show_progress=False)
+    for loose in ({"guidance_scale": 2.0}, {"num_inference_steps": 4}, {"scheduler": "ddim"}, {"batch_size": 2}):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(loose))}'"):
+            run_build(tmp_path / "t", plan, fake, GenerationSettings(), show_progress=False, **loose)
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
+            build_settings(fake, **loose)
+    for name in ("ddim", "s", "d", "t"):
+        assert not (tmp_path / name).exists(), "refused before any cache is created"
 
 
-def test_loose_keywords_still_work_but_are_deprecated(tmp_path):
-    fake = FakeGenerator()
-    with pytest.warns(DeprecationWarning, match="pass settings=GenerationSettings"):
-        cache, _ = run_build(tmp_path / "c", small_plan(), fake, num_inference_steps=4, sampling_rate=50.0, shard_size=SHARD_SIZE,
-                             show_progress=False)  # fmt: skip
-    assert (cache.config.num_inference_steps, cache.config.sampling_rate) == (4, 50.0)
+def test_generator_of_another_text_encoder_or_sampler_config_is_refused(tmp_path, plan):
+    schedule = {"beta_schedule": "linear", "num_train_timesteps": 1000}
+    made_by = FakeGenerator(text_encoder="minilm:all-MiniLM-L6-v2", scheduler_config=schedule)
+    cache, _ = run_build(tmp_path / "cache", plan, made_by, shard_size=SHARD_SIZE, show_progress=False)
+    assert cache.config.text_encoder == "minilm:all-MiniLM-L6-v2"
+    assert cache.config.scheduler_config == {**schedule, "_class_name": "FakeScheduler"}
+    build_cache(cache, FakeGenerator(text_encoder="minilm:all-MiniLM-L6-v2", scheduler_config=dict(schedule)), show_progress=False)
+    with pytest.raises(CacheMismatchError, match="text encoder 'minilm:all-MiniLM-L6-v2'.*uses 'openai:text-embedding-ada-002'"):
+        build_cache(cache, FakeGenerator(text_encoder="openai:text-embedding-ada-002", scheduler_config=schedule), show_progress=False)
+    other = {**schedule, "beta_schedule": "squaredcos_cap_v2"}
+    with pytest.raises(CacheMismatchError, match="beta_schedule: the cache has 'linear', the generator 'squaredcos_cap_v2'"):
+        build_cache(cache, FakeGenerator(text_encoder="minilm:all-MiniLM-L6-v2", scheduler_config=other), show_progress=False)
+    with pytest.raises(CacheMismatchError, match="another sampler configuration.*num_train_timesteps: the cache has 1000, the generator None"):
+        build_cache(cache, FakeGenerator(text_encoder="minilm:all-MiniLM-L6-v2", scheduler_config={"beta_schedule": "linear"}),
+                    show_progress=False)  # fmt: skip
+    # a generator without text_encoder / scheduler (e.g. one that only implements ECGGenerator) cannot be compared on them
+    build_cache(cache, FakeGenerator(), show_progress=False)
+
+
+def test_a_cache_that_does_not_record_text_encoder_or_sampler_config_accepts_any(tmp_path, plan):
+    cache = new_cache(tmp_path / "cache", plan)  # as written before the two were recorded: None
+    assert (cache.config.text_encoder, cache.config.scheduler_config) == (None, None)
+    result = build_cache(cache, FakeGenerator(text_encoder="minilm:x", scheduler_config={"beta_schedule": "linear"}), show_progress=False)
+    assert result.written == list(range(7))
+    assert_holds_the_plan(cache)

@@ -22,6 +22,7 @@ from ecgaug.augment.builder import build_cache, run_build
 from ecgaug.augment.cache import CacheBusyError, CacheConfig, CacheMismatchError, CorruptCacheError, SyntheticCache
 from ecgaug.augment.dataset import AugmentedDataset
 from ecgaug.commands import cache as cache_command
+from ecgaug.settings import GenerationSettings
 
 SHARD_SIZE = 8  # 25 jobs -> shards of 8, 8, 8, 1
 
@@ -298,13 +299,13 @@ def _build_until_killed(root, plan, kill_file, how):
         real_write(path, data)
 
     cache_module._write_atomic = write_or_die
-    run_build(root, plan, FakeGenerator(), num_inference_steps=2, shard_size=SHARD_SIZE, show_progress=False)
+    run_build(root, plan, FakeGenerator(), GenerationSettings(num_inference_steps=2), shard_size=SHARD_SIZE, show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted") / "cache"
-    run_build(root, small_plan(), FakeGenerator(), num_inference_steps=2, shard_size=SHARD_SIZE, show_progress=False)
+    run_build(root, small_plan(), FakeGenerator(), GenerationSettings(num_inference_steps=2), shard_size=SHARD_SIZE, show_progress=False)
     return root
 
 
@@ -315,7 +316,7 @@ def test_a_build_killed_anywhere_resumes_bit_identically(uninterrupted, tmp_path
     child.start()
     child.join(timeout=60)
     assert child.exitcode == -signal.SIGKILL, "the builder should have been killed at the chosen point"
-    cache, _ = run_build(root, plan, FakeGenerator(), num_inference_steps=2, shard_size=SHARD_SIZE, show_progress=False)
+    cache, _ = run_build(root, plan, FakeGenerator(), GenerationSettings(num_inference_steps=2), shard_size=SHARD_SIZE, show_progress=False)
     assert not list(root.rglob("*.tmp")), "temporary files of the killed build are cleaned up"
     assert not list((root / "builders").glob("*")), "the killed builder's registration is gone"
     assert file_digests(root) == file_digests(uninterrupted)
@@ -324,7 +325,7 @@ def test_a_build_killed_anywhere_resumes_bit_identically(uninterrupted, tmp_path
 
 # ------------------------------------------------------------------------------ builders cannot mix
 def _slow_build(root, plan):
-    run_build(root, plan, FakeGenerator(delay=2.0), num_inference_steps=5, shard_size=SHARD_SIZE, show_progress=False)
+    run_build(root, plan, FakeGenerator(delay=2.0), GenerationSettings(num_inference_steps=5), shard_size=SHARD_SIZE, show_progress=False)
 
 
 def test_overwrite_is_refused_while_another_builder_runs(tmp_path, capsys):
@@ -341,7 +342,8 @@ def test_overwrite_is_refused_while_another_builder_runs(tmp_path, capsys):
         error = capsys.readouterr().err
         assert f"pid {builder.pid} on host" in error and "is building it" in error and "\n" not in error.strip()
         with pytest.raises(CacheBusyError, match=f"pid {builder.pid}"):
-            run_build(root, plan, FakeGenerator(), num_inference_steps=4, shard_size=SHARD_SIZE, overwrite=True, show_progress=False)
+            run_build(root, plan, FakeGenerator(), GenerationSettings(num_inference_steps=4), shard_size=SHARD_SIZE, overwrite=True,
+                      show_progress=False)  # fmt: skip
     finally:
         os.kill(builder.pid, signal.SIGKILL)
         builder.join()

@@ -47,7 +47,7 @@ def save_tiny_generator(directory: Path, folds) -> Path:
 
 def experiment_args(ptbxl_root, output_dir, generator_dir, *extra):
     return [
-        "--ptbxl", str(ptbxl_root), "--output_dir", str(output_dir), "--generator", str(generator_dir),
+        "--ptbxl", str(ptbxl_root), "--output_dir", str(output_dir), "--model", str(generator_dir),
         "--train_folds", "1-7", "--val_folds", "8", "--test_folds", "9", "--classifier", "resnet1d_small",
         "--fractions", "0.5", "1.0", "--rare_k", "2", "--seeds", "0", "1", "--epochs", "1", "--batch_size", "8",
         "--patience", "0", "--val_fraction", "1.0", "--pool_per_class", "4", "--num_inference_steps", "2",
@@ -151,3 +151,85 @@ def test_config_round_trips_and_names_what_changed(tmp_path):
     assert changed.mismatches(config) == ["epochs: 30 -> 3"]  # paths and cell lists may change on resume
     with pytest.raises(ValueError, match="should be disjoint"):
         ExperimentConfig(ptbxl="p", output_dir="o", val_folds=(8,), test_folds=(8,))
+
+
+def test_the_generator_model_is_the_model_flag_and_old_run_folders_still_load(tmp_path):
+    config, _ = augment_ptbxl.parse_args(["--ptbxl", "p", "--output_dir", str(tmp_path), "--model", "my-model"])
+    assert config.model == "my-model" and not hasattr(config, "generator")
+    with pytest.raises(SystemExit):
+        augment_ptbxl.parse_args(["--ptbxl", "p", "--output_dir", str(tmp_path), "--generator", "my-model"])
+    old = {("generator" if name == "model" else name): value for name, value in config.to_dict().items()}  # config.json before the rename
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert ExperimentConfig.load(tmp_path).to_dict() == config.to_dict()
+
+
+ALL_ARMS = ("real", "weighted", "classic", "balanced", "synthetic", "classic_synthetic", "guided", "filtered", "soft", "pretrain",
+            "downweighted")  # fmt: skip
+NON_GENERATIVE = ("real", "weighted", "classic", "balanced")
+
+
+@pytest.mark.slow
+def test_new_arms_vs_table_and_reference_row(ptbxl_root, tmp_path):
+    generator = save_tiny_generator(tmp_path / "generator", TRAIN_FOLDS)
+    run_dir = tmp_path / "run"
+    args = experiment_args(ptbxl_root, run_dir, generator)
+    args[args.index("--fractions") + 1 : args.index("--fractions") + 3] = ["0.5"]
+    args[args.index("--seeds") + 1 : args.index("--seeds") + 3] = ["0"]
+    assert augment_ptbxl.main(args) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["results"]) == ["fraction_0.5", "rare_k2"]  # the reference regime is not a regime of the tables
+    reference = results["reference"]
+    assert reference["seeds"] == [0] and reference["num_train_real"] > results["results"]["fraction_0.5"]["real"]["num_train_real"]
+    assert reference["num_train_synthetic"] == 0 and "per_class" in reference
+    for regime in results["results"].values():
+        assert list(regime) == list(ALL_ARMS)
+        for arm, entry in regime.items():
+            assert set(entry["vs"]) == set(NON_GENERATIVE) - {arm}
+            for difference in entry["vs"].values():
+                for metric in ("macro_auc", "rare_auc", "rare_auprc"):
+                    assert difference[metric]["low"] <= difference[metric]["point"] <= difference[metric]["high"]
+            assert (entry["num_train_synthetic"] > 0) == (arm not in NON_GENERATIVE), arm
+        # vs real is the same paired difference as vs_real; an arm against itself is never listed
+        assert regime["synthetic"]["vs"]["real"]["macro_auc"] == {k: v for k, v in regime["synthetic"]["vs_real"]["macro_auc"].items()}
+    cell = lambda regime, arm: json.loads((run_dir / "cells" / regime / arm / "seed0" / "cell.json").read_text())  # noqa: E731
+    # guided: only rare classes, every synthetic ECG seeded by a real record of the cell (and traced in the manifest)
+    from ecgaug.augment import SyntheticCache
+
+    guided = SyntheticCache(run_dir / "guided" / "rare_k2" / "seed0")
+    subset = json.loads((run_dir / "subsets" / "rare_k2" / "seed0.json").read_text())
+    assert guided.config.strength == 0.5 and guided.plan.seed_source["num_records"] == len(subset["ecg_ids"])
+    assert guided.read_manifest()["seed_index"].max() < len(subset["ecg_ids"])
+    rare = results["rare_classes"]
+    assert {label for labels in guided.plan.jobs["labels"] for label in labels.split("|")[:1]} <= set(rare)
+    assert all(cell("rare_k2", "guided")["synthetic"]["selected"][results["classes"].index(c)] == 0
+               for c in results["classes"] if c not in rare)  # fmt: skip
+    # filtered: thresholds from the real classifier on validation; never more ECGs than the unfiltered draw
+    filtered, plain = cell("fraction_0.5", "filtered"), cell("fraction_0.5", "synthetic")
+    assert set(filtered["synthetic"]["filter"]["thresholds"]) == set(results["classes"])
+    assert filtered["num_synthetic"] <= plain["num_synthetic"]
+    assert (run_dir / "cells" / "fraction_0.5" / "pretrain" / "seed0" / "pretrain" / "best.pt").is_file()
+    table = (run_dir / "table.md").read_text()
+    assert table.count("*all real records (reference)*") == 3 * 2  # main, per-class AUC and AUPRC tables, each regime
+    assert "| fraction_0.5 | guided | vs real" not in table and "vs balanced" in table
+
+
+def test_loss_weight_and_validation_thresholds():
+    from scarcity.variants import FlagSynthetic, WeightedLogits, youden_thresholds
+
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 5, 3))
+    signals, targets = torch.randn(4, 12, 5), torch.rand(4, 3).round()
+    flagged = FlagSynthetic(list(zip(signals, targets)), np.array([False, True, False, True]))
+    batch = torch.stack([flagged[i][0] for i in range(4)])
+    assert batch.shape == (4, 13, 5) and batch[:, 12, 0].tolist() == [0, 1, 0, 1]
+    model = WeightedLogits(linear, 0.25)
+    torch.nn.functional.binary_cross_entropy_with_logits(model(batch), targets).backward()
+    weighted = linear[1].weight.grad.clone()
+    linear.zero_grad()
+    weights = torch.tensor([1.0, 0.25, 1.0, 0.25])[:, None]
+    (torch.nn.functional.binary_cross_entropy_with_logits(linear(signals), targets, reduction="none") * weights).mean().backward()
+    torch.testing.assert_close(weighted, linear[1].weight.grad)  # exactly a per-item loss weight
+    torch.testing.assert_close(model(signals), linear(signals))  # validation/test inputs carry no flag
+    y = np.array([[1, 0], [0, 0], [1, 1], [0, 1], [0, 1]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.7], [0.4, 0.6], [0.3, 0.9]])
+    np.testing.assert_allclose(youden_thresholds(y, scores), [0.8, 0.6])

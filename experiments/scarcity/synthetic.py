@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ecgaug.augment import GenerationPlan, PatientSampler, PlanConfig, SyntheticCache, make_plan, run_build
+from ecgaug.settings import GenerationSettings
 
 __all__ = ["GeneratorCardError", "build_pool", "check_model_card", "load_generator", "plan_pool"]
 
@@ -90,16 +91,14 @@ def plan_pool(train, classes: Sequence[str], *, per_class: int, ptbxl_root, task
                      scp_codes=train.metadata["scp_codes"].tolist(), show_progress=show_progress)  # fmt: skip
 
 
-def build_pool(cache_dir, plan: GenerationPlan, generator, *, num_inference_steps: int, guidance_scale: float,
-               sampling_rate: float, shard_size: int, batch_size: int | None, show_progress: bool) -> SyntheticCache:  # fmt: skip
-    """Generate ``plan`` into the cache at ``cache_dir`` (resuming a partial one); returns the finished cache."""
-    if guidance_scale > 1.0 and not generator.supports_guidance:
+def build_pool(cache_dir, plan: GenerationPlan, generator, settings: GenerationSettings, *, shard_size: int,
+               show_progress: bool) -> SyntheticCache:  # fmt: skip
+    """Generate ``plan`` into the cache at ``cache_dir`` (resuming a partial one) with ``settings``; returns the finished cache."""
+    if settings.guidance_scale > 1.0 and not generator.supports_guidance:
         raise ValueError(
-            f"guidance_scale={guidance_scale} needs a generator trained with condition dropout, but {generator.model_id!r} "
-            "was not; use guidance_scale 1."
+            f"guidance_scale={settings.guidance_scale:g} needs a generator trained with condition dropout, but "
+            f"{generator.model_id!r} was not; use guidance_scale 1."
         )
-    cache, _ = run_build(cache_dir, plan, generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                         lead_order="ptbxl", sampling_rate=sampling_rate, shard_size=shard_size, batch_size=batch_size,
-                         show_progress=show_progress)  # fmt: skip
+    cache, _ = run_build(cache_dir, plan, generator, settings, shard_size=shard_size, show_progress=show_progress)
     cache.check_finished()
     return cache
