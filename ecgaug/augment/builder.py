@@ -11,6 +11,11 @@ writing each shard, so it never writes into a cache rebuilt with other settings.
 
 :func:`run_build` adds ``torchrun``: with ``WORLD_SIZE=K`` rank ``r`` takes shards ``r, r+K, ...``,
 and rank 0 merges the manifest after a barrier.
+
+Real-guided plans (``PlanConfig(seed_ecgs=True)``): every job names a ``seed_index`` in the wrapped
+data set; the builder (given that data set as ``seed_dataset``) passes those records' signals to
+``generate`` as ``init_ecgs`` with the settings' ``strength`` (< 1), after checking that the data
+set is the one the plan was made from (:func:`check_seed_dataset`).
 """
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ from tqdm.auto import tqdm
 from ecgaug.distributed import distributed_context, distributed_env
 from ecgaug.schedulers import SCHEDULERS
 from ecgaug.settings import GenerationSettings
+from ecgaug.signal import convert_ecg
 
 from .cache import SHARD_DIR, CacheConfig, CacheMismatchError, SyntheticCache, _remove_temporaries, generator_key
-from .plan import GenerationPlan
+from .plan import SEED_COLUMN, GenerationPlan, seed_source
 
-__all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_settings", "build_shard", "generate_shard", "run_build"]
+__all__ = ["BuildResult", "ECGGenerator", "build_cache", "build_settings", "build_shard", "check_seed_dataset", "generate_shard",
+           "run_build"]
 
 
 class ECGGenerator(Protocol):
@@ -109,12 +116,67 @@ def check_generator(cache: SyntheticCache, generator: ECGGenerator) -> None:
         )
 
 
+def check_seed_dataset(plan: GenerationPlan, seed_dataset) -> None:
+    """Refuse a seed data set that is not the one ``plan``'s seed ECGs index.
+
+    A plan with seed ECGs needs its seed data set: every ``seed_index`` inside it, and the same
+    split, folds, number of records and record ids as when the plan was made (``plan.seed_source``);
+    a held-out split is refused (:func:`~ecgaug.augment.plan.seed_source`). A plan without seed
+    ECGs takes none.
+
+    Raises:
+        ValueError: naming the problem.
+    """
+    if not plan.has_seeds:
+        if seed_dataset is not None:
+            raise ValueError("the plan has no seed ECGs (PlanConfig(seed_ecgs=False)), so it takes no seed data set")
+        return
+    if seed_dataset is None:
+        raise ValueError("the plan has seed ECGs (seed_index), so the build needs the data set they index (seed_dataset=)")
+    size = len(seed_dataset)
+    outside = plan.jobs.loc[plan.jobs[SEED_COLUMN] >= size]
+    if len(outside):
+        row = outside.iloc[0]
+        raise ValueError(f"seed_index {int(row[SEED_COLUMN])} (job {int(row['index'])}) is outside the seed data set, which has "
+                         f"{size} records; build against the data set the plan was made from")  # fmt: skip
+    theirs, mine = seed_source(seed_dataset), plan.seed_source
+    differ = [f"{name} {mine.get(name)!r} in the plan but {theirs.get(name)!r} in the seed data set"
+              for name in ("split", "folds", "num_records", "ids_sha256") if mine.get(name) != theirs.get(name)]  # fmt: skip
+    if differ:
+        raise ValueError(f"the seed data set is not the one the plan's seeds come from: {'; '.join(differ)}")
+    for name in ("transform", "target_transform"):
+        base = getattr(seed_dataset, "dataset", seed_dataset)
+        if getattr(base, name, None) is not None:
+            raise ValueError(f"the seed data set has a {name}; seeds should be its raw records (build it without one)")
+
+
+def seed_signals(seed_dataset, indices, *, lead_order: str, num_samples: int) -> torch.Tensor:
+    """``(len(indices), 12, num_samples)`` float32 signals of ``seed_dataset``'s records ``indices`` in ``lead_order``."""
+    base = getattr(seed_dataset, "dataset", seed_dataset)
+    source_leads = getattr(base, "lead_order", "ptbxl")
+    signals = torch.stack([torch.as_tensor(seed_dataset[int(i)][0], dtype=torch.float32) for i in indices])
+    if signals.ndim != 3 or signals.shape[1] != 12:
+        raise ValueError(f"seed records should be (12, num_samples) signals, but got {tuple(signals.shape[1:])}")
+    return convert_ecg(signals, source_leads=source_leads, target_leads=lead_order,
+                       num_samples=None if signals.shape[-1] == num_samples else num_samples).float()  # fmt: skip
+
+
 def generate_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, batch_size: int | None = None,
-                   show_progress: bool = False) -> torch.Tensor:  # fmt: skip
-    """Generate the ECGs of ``shard``: ``(rows, 12, num_samples)`` float32 in the cache's lead order and rate."""
+                   show_progress: bool = False, seed_dataset=None) -> torch.Tensor:  # fmt: skip
+    """Generate the ECGs of ``shard``: ``(rows, 12, num_samples)`` float32 in the cache's lead order and rate.
+
+    For a plan with seed ECGs, ``seed_dataset`` (checked by :func:`check_seed_dataset`) supplies
+    the ``init_ecgs`` that ``generate`` starts from, with the cache's ``strength``.
+    """
     start, stop = cache.shard_bounds(shard)
     jobs = cache.plan.jobs.iloc[start:stop]
     config = cache.config
+    seeded = {}
+    if cache.plan.has_seeds:
+        if seed_dataset is None:
+            raise ValueError(f"the cache at {cache.root} is real-guided (its plan has seed ECGs): pass seed_dataset=")
+        seeded = {"init_ecgs": seed_signals(seed_dataset, jobs[SEED_COLUMN], lead_order=config.lead_order, num_samples=config.num_samples),
+                  "strength": config.strength}  # fmt: skip
     # CPU generators: the initial noise is the same on every device, so GPU and CPU builds agree.
     seeds = [torch.Generator().manual_seed(int(seed)) for seed in jobs["seed"]]
     signals = generator.generate(
@@ -129,6 +191,7 @@ def generate_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *
         sampling_rate=config.sampling_rate,
         batch_size=batch_size,
         show_progress=show_progress,
+        **seeded,
     )
     expected = (stop - start, 12, config.num_samples)
     if tuple(signals.shape) != expected:
@@ -140,7 +203,7 @@ def generate_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *
 
 
 def build_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, blocking: bool = True,
-                batch_size: int | None = None) -> bool | None:  # fmt: skip
+                batch_size: int | None = None, seed_dataset=None) -> bool | None:  # fmt: skip
     """Generate and write one shard unless it is complete.
 
     Returns:
@@ -153,7 +216,7 @@ def build_shard(cache: SyntheticCache, generator: ECGGenerator, shard: int, *, b
         if cache.is_complete(shard):
             return False
         _remove_temporaries(cache.root / SHARD_DIR, prefix=f".shard-{shard:06d}.")  # of a builder killed mid-write
-        cache.write_shard(shard, generate_shard(cache, generator, shard, batch_size=batch_size))
+        cache.write_shard(shard, generate_shard(cache, generator, shard, batch_size=batch_size, seed_dataset=seed_dataset))
         return True
 
 
@@ -166,6 +229,7 @@ def build_cache(
     batch_size: int | None = None,
     merge: bool = True,
     show_progress: bool = True,
+    seed_dataset=None,
 ) -> BuildResult:
     """Generate every missing shard of ``rank``'s share (shards ``rank, rank + world_size, ...``).
 
@@ -180,10 +244,13 @@ def build_cache(
         batch_size: Passed to ``generator.generate`` (``None``: the generator's default).
         merge: Write ``manifest.csv`` at the end (leave to rank 0 when ranks share a cache).
         show_progress: Show a tqdm bar over shards.
+        seed_dataset: For a real-guided cache, the data set its plan's ``seed_index`` values index
+            (:func:`check_seed_dataset`); None otherwise.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank should be in [0, {world_size}), but got rank={rank}")
     check_generator(cache, generator)
+    check_seed_dataset(cache.plan, seed_dataset)
     result = BuildResult(rank=rank, world_size=world_size)
     share = range(rank, cache.num_shards, world_size)
     done = cache.completed_shards()
@@ -196,7 +263,7 @@ def build_cache(
         with progress:
             for blocking, shards in ((False, todo), (True, busy)):
                 for shard in list(shards):
-                    written = build_shard(cache, generator, shard, blocking=blocking, batch_size=batch_size)
+                    written = build_shard(cache, generator, shard, blocking=blocking, batch_size=batch_size, seed_dataset=seed_dataset)
                     if written is None:
                         busy.append(shard)
                         continue
@@ -207,20 +274,26 @@ def build_cache(
     return result
 
 
-def build_settings(generator: ECGGenerator, settings: GenerationSettings | None = None) -> GenerationSettings:
+def build_settings(generator: ECGGenerator, settings: GenerationSettings | None = None, *, seeded: bool = False) -> GenerationSettings:
     """The :class:`~ecgaug.settings.GenerationSettings` a build of ``generator`` runs with, checked against it.
 
     ``settings=None`` takes the defaults, with the generator's own sampler (so the default number
     of steps is that sampler's). A settings scheduler that names a different diffusers sampler
     than the generator's is refused: the cache would record steps meant for another sampler.
+    ``seeded`` (a plan with seed ECGs) needs ``strength`` < 1, and ``strength`` < 1 needs ``seeded``.
     """
+    if seeded and (settings is None or not isinstance(settings, GenerationSettings) or settings.strength >= 1.0):
+        strength = getattr(settings, "strength", 1.0)
+        raise ValueError(f"the plan has seed ECGs, so the build needs settings with strength < 1 (how far the seeds are "
+                         f"noised), but got strength={strength:g}; pass GenerationSettings(strength=0.5), say")  # fmt: skip
     by_class = {class_name: name for name, (class_name, _) in SCHEDULERS.items()}
     if settings is None:
         return GenerationSettings(scheduler=by_class.get(generator.sampler_name, GenerationSettings.scheduler))
     if not isinstance(settings, GenerationSettings):
         raise TypeError(f"settings should be a GenerationSettings, but got {type(settings).__name__}")
-    if settings.strength != 1.0:
-        raise ValueError(f"a cache is generated from pure noise (strength 1), but settings have strength={settings.strength:g}")
+    if settings.strength != 1.0 and not seeded:
+        raise ValueError(f"a plan without seed ECGs is generated from pure noise (strength 1), but settings have "
+                         f"strength={settings.strength:g}; plan with PlanConfig(seed_ecgs=True) to start from real records")  # fmt: skip
     wanted = SCHEDULERS[settings.scheduler][0] if isinstance(settings.scheduler, str) else type(settings.scheduler).__name__
     if generator.sampler_name in by_class and generator.sampler_name != wanted:
         raise ValueError(f"the settings name sampler {settings.sampler_name!r} ({wanted}), but the generator samples with "
@@ -237,6 +310,7 @@ def run_build(
     shard_size: int = 256,
     overwrite: bool = False,
     show_progress: bool = True,
+    seed_dataset=None,
 ) -> tuple[SyntheticCache, BuildResult]:
     """Create (or resume) the cache at ``output_dir`` and generate ``plan`` into it.
 
@@ -250,6 +324,9 @@ def run_build(
         shard_size: ECGs per shard.
         overwrite: Delete a cache made with other settings instead of refusing it.
         show_progress: Show a tqdm bar over shards.
+        seed_dataset: For a plan with seed ECGs (``plan.has_seeds``): the data set the plan was made from,
+            whose records ``seed_index`` names; they are generated from with ``settings.strength`` (< 1,
+            part of the cache's key). Checked before any cache is created (:func:`check_seed_dataset`).
 
     Under ``torchrun --nproc_per_node K`` (``WORLD_SIZE=K``), rank 0 creates the cache, every rank
     builds its share of the shards, and rank 0 merges the manifest; the ranks meet at barriers of
@@ -263,9 +340,11 @@ def run_build(
     Raises:
         CacheMismatchError: if ``output_dir`` holds a cache made with other settings and not ``overwrite``.
         CacheBusyError: if ``overwrite`` and another builder is writing ``output_dir``.
-        ValueError: if ``settings`` do not fit the generator (:func:`build_settings`).
+        ValueError: if ``settings`` do not fit the generator or the plan (:func:`build_settings`), or the
+            seed data set does not fit the plan (:func:`check_seed_dataset`).
     """
-    settings = build_settings(generator, settings)
+    settings = build_settings(generator, settings, seeded=plan.has_seeds)
+    check_seed_dataset(plan, seed_dataset)
     config = CacheConfig.for_plan(
         plan,
         model_id=generator.model_id,
@@ -275,6 +354,7 @@ def run_build(
         lead_order=settings.lead_order,
         sampling_rate=settings.sampling_rate,
         shard_size=shard_size,
+        strength=settings.strength,
         **generator_key(generator),  # its text encoder and full sampler config (None for generators without them)
     )
     batch_size = settings.batch_size
@@ -282,7 +362,7 @@ def run_build(
     rank, world_size = env.rank, env.world_size
     if world_size == 1:
         cache = SyntheticCache.create(output_dir, config, plan, overwrite=overwrite)
-        return cache, build_cache(cache, generator, batch_size=batch_size, show_progress=show_progress)
+        return cache, build_cache(cache, generator, batch_size=batch_size, show_progress=show_progress, seed_dataset=seed_dataset)
 
     import torch.distributed as dist
 
@@ -295,7 +375,7 @@ def run_build(
         if rank != 0:
             cache = SyntheticCache.create(output_dir, config, plan, overwrite=False)
         result = build_cache(cache, generator, rank=rank, world_size=world_size, batch_size=batch_size,
-                             merge=False, show_progress=show_progress and rank == 0)  # fmt: skip
+                             merge=False, show_progress=show_progress and rank == 0, seed_dataset=seed_dataset)  # fmt: skip
         dist.barrier()
         if rank == 0:
             cache.merge_manifest()
