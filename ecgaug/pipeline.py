@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ecgaug.models import ECGVAE, ConditionalUNet1D
 from ecgaug.models.modeling_utils import WEIGHTS_NAME
 from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
-from ecgaug.settings import GenerationSettings, check_age, check_heart_rate, check_positive_int
+from ecgaug.settings import DEFAULT_MODEL, GenerationSettings, check_age, check_heart_rate, check_positive_int
 from ecgaug.signal import MODEL_LEADS, MODEL_NUM_SAMPLES, convert_ecg, resolve_lead_order
 
 __all__ = ["DiffuSETSPipeline", "DiffuSETSPipelineOutput", "PRETRAINED_DIR", "list_pretrained"]
@@ -99,7 +99,7 @@ class DiffuSETSPipeline:
     """Generate 12-lead ECGs from clinical reports and patient information with DiffuSETS.
 
     Example:
-        >>> pipe = DiffuSETSPipeline.from_pretrained("ptbxl-lite")  # doctest: +SKIP
+        >>> pipe = DiffuSETSPipeline.from_pretrained("ptbxl-base")  # doctest: +SKIP
         >>> ecgs = pipe.generate(["atrial fibrillation"], age=70, sex="M", heart_rate=110,
         ...                      generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
         >>> ecgs.shape  # doctest: +SKIP
@@ -137,7 +137,7 @@ class DiffuSETSPipeline:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike = "ptbxl-lite",
+        name_or_path: str | os.PathLike = DEFAULT_MODEL,
         *,
         scheduler: str | SchedulerMixin = "dpmsolver++",
         text_encoder=None,

@@ -42,6 +42,7 @@ __all__ = [
     "cli_type",
 ]
 
+DEFAULT_MODEL = "ptbxl-base"  # the shipped model (ecgaug/pretrained/)
 AGE_RANGE = (0.0, 120.0)  # years
 HEART_RATE_RANGE = (20.0, 300.0)  # bpm
 SAMPLING_RATE_RANGE = (1.0, 10_000.0)  # Hz
@@ -106,7 +107,7 @@ class GenerationSettings:
         ValueError: naming the first setting outside its valid range.
     """
 
-    model: str = "ptbxl-lite"
+    model: str = DEFAULT_MODEL
     upstream: str | None = None
     revision: str | None = None
     text_encoder: Mapping[str, Any] | None = None
@@ -237,7 +238,7 @@ def _settings_check(name: str) -> Callable[[Any], Any]:
 def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool = False) -> None:
     """Add the options :meth:`GenerationSettings.from_cli_args` reads (``--strength`` if ``seed_ecgs``)."""
     group = parser.add_argument_group("model and sampler")
-    group.add_argument("--model", default="ptbxl-lite", help="shipped model name or model folder (default ptbxl-lite)")
+    group.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or model folder (default {DEFAULT_MODEL})")
     group.add_argument("--upstream", default=None,
                        help="DiffuSETS' published weights instead of --model: a Hugging Face repo id (Laiyf/DiffuSETS; "
                             "downloaded into the hub cache, HF_HUB_OFFLINE=1 uses the cache only) or a folder with "

@@ -7,10 +7,11 @@ from ecgaug.augment import AugmentedDataset, ClassBalancedSampler, SyntheticCach
 from ecgaug.commands.cache import register
 from ecgaug.data import PTBXL
 from ecgaug.pipeline import list_pretrained
+from ecgaug.settings import DEFAULT_MODEL
 
 from ptbxl_fixture import make_ptbxl
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif("ptbxl-lite" not in list_pretrained(), reason="shipped model missing")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(DEFAULT_MODEL not in list_pretrained(), reason="shipped model missing")]
 
 
 def ecgaug_cache(argv):
@@ -25,7 +26,7 @@ def ecgaug_cache(argv):
 def test_cache_build_with_ptbxl_lite_feeds_a_balanced_dataloader(tmp_path):
     root = make_ptbxl(tmp_path / "ptbxl", num_records=60)
     cache_dir = tmp_path / "cache"
-    build = ["build", "--ptbxl", str(root), "--output_dir", str(cache_dir), "--model", "ptbxl-lite",
+    build = ["build", "--ptbxl", str(root), "--output_dir", str(cache_dir), "--model", DEFAULT_MODEL,
              "--num_inference_steps", "3", "--shard_size", "16", "--device", "cpu", "--no_progress"]
     assert ecgaug_cache(build) == 0
     assert ecgaug_cache(["verify", str(cache_dir)]) == 0

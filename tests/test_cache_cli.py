@@ -104,7 +104,7 @@ def test_build_text_encoder_names_an_encoder(tmp_path):
     table = tmp_path / "embeddings.csv"
     table.write_text('text,embed\nsinus rhythm,"[0.1, 0.2, 0.3]"\n')
     for argv in (["--text_encoder", "table", "--text_table", str(table)], ["--text_table", str(table)]):
-        with pytest.raises(SystemExit, match=r"error: .*3-d embeddings"):  # ptbxl-lite expects 384-d MiniLM ones
+        with pytest.raises(SystemExit, match=r"error: .*3-d embeddings"):  # the shipped model expects 384-d MiniLM ones
             cache_command._load_generator(build_parser_args(argv))
     with pytest.raises(SystemExit, match="--text_table without a path needs --upstream"):
         cache_command._load_generator(build_parser_args(["--text_encoder", "table"]))

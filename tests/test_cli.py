@@ -9,6 +9,7 @@ import wfdb
 
 from ecgaug.cli import build_parser, main
 from ecgaug.pipeline import list_pretrained
+from ecgaug.settings import DEFAULT_MODEL
 
 
 def subcommands(parser):
@@ -36,7 +37,7 @@ def test_every_subcommand_has_help(words, capsys):
     assert "usage: ecgaug " + " ".join(words) in capsys.readouterr().out
 
 
-@pytest.mark.skipif("ptbxl-lite" not in list_pretrained(), reason="the shipped model is not in this checkout")
+@pytest.mark.skipif(DEFAULT_MODEL not in list_pretrained(), reason="the shipped model is not in this checkout")
 def test_generate_writes_npy_wfdb_and_plots(tmp_path):
     code = main(["generate", "--report", "sinus rhythm|normal ECG", "--age", "64", "--sex", "F", "--heart-rate", "80", "-n", "2",
                  "--out", str(tmp_path), "--num_inference_steps", "3", "--seed", "7"])
@@ -48,4 +49,4 @@ def test_generate_writes_npy_wfdb_and_plots(tmp_path):
     np.testing.assert_allclose(record.p_signal.T, ecgs[1], atol=2e-3)  # 16-bit WFDB quantisation
     assert (tmp_path / "ecg_0000.png").stat().st_size > 10_000
     meta = json.loads((tmp_path / "generation.json").read_text())
-    assert meta["seeds"] == [7, 8] and meta["model_id"].startswith("ptbxl-lite-")
+    assert meta["seeds"] == [7, 8] and meta["model_id"].startswith(DEFAULT_MODEL + "-")

@@ -7,7 +7,7 @@ import pytest
 
 from ecgaug.cli import main
 from ecgaug.pipeline import list_pretrained
-from ecgaug.settings import GenerationSettings, add_generation_arguments
+from ecgaug.settings import DEFAULT_MODEL, GenerationSettings, add_generation_arguments
 
 REPORTS = ["sinus rhythm"]
 OK = dict(age=60, sex="M", heart_rate=70)
@@ -124,7 +124,7 @@ def test_cli_help_states_the_valid_ranges(capsys):
         assert text in out
 
 
-@pytest.mark.skipif("ptbxl-lite" not in list_pretrained(), reason="the shipped model is not in this checkout")
+@pytest.mark.skipif(DEFAULT_MODEL not in list_pretrained(), reason="the shipped model is not in this checkout")
 def test_cli_records_the_steps_that_ran_and_refuses_a_bad_seed_ecg(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["generate", "--report", "sinus rhythm", "--age", "50", "--sex", "M", "--heart_rate", "60",
