@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     cells.add_argument("--rare_base_fraction", type=float, default=None, help=preset_help("rare_base_fraction", "fraction of the patients the rare-class regime starts from"))
     cells.add_argument("--rare_classes", nargs="+", default=None, help="the rare classes (default: the --num_rare_classes rarest in the training folds)")
     cells.add_argument("--num_rare_classes", type=int, default=2, help="how many rarest classes are rare when --rare_classes is unset")
-    cells.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(DEFAULT_ARMS), help="the arms ('balanced': class-balanced sampler, real only)")
+    cells.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(DEFAULT_ARMS),
+                       help="the arms (default: all; see experiments/README.md; 'balanced': class-balanced sampler, real only)")
+    cells.add_argument("--no_reference", action="store_true",
+                       help="no 'all real records' reference row (the real arm on every training record; trained unless a "
+                            "fraction-1 regime is run)")  # fmt: skip
     cells.add_argument("--seeds", type=int, nargs="+", default=None, help=preset_help("seeds", "seeds per cell (issue #5 asks for at least 3)"))
 
     train = parser.add_argument_group("classifier training (classifiers.train)")
@@ -94,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--pool_seed", type=int, default=0, help="seed of the pool's plan")
     syn.add_argument("--synthetic_per_real", type=float, default=1.0, help="at most this many synthetic ECGs per real record of a class")
     syn.add_argument("--synthetic_cap", type=float, default=0.5, help="at most this fraction of each batch synthetic")
+    syn.add_argument("--synthetic_weight", type=float, default=0.3, help="loss weight of synthetic items in the 'downweighted' arm")
+    syn.add_argument("--guided_strength", type=float, default=0.5,
+                     help="'guided' arm: img2img strength, the fraction of the sampler's steps run from the noised real seed")
     syn.add_argument("--generation_batch_size", type=int, default=None, help="ECGs per generation batch (default: the pipeline's)")
 
     sweep = parser.add_argument_group("sweep: what makes synthetic data help (one regime, one setting varied at a time)")
@@ -135,7 +142,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argpars
         values[name] = getattr(args, name) if getattr(args, name) is not None else default
     rare_k = values["rare_k"] or None
     regimes = make_regimes(values["fractions"], rare_k=rare_k, rare_base_fraction=values["rare_base_fraction"])
-    arms = make_arms(args.arms, synthetic_per_real=args.synthetic_per_real, synthetic_cap=args.synthetic_cap, guidance_scale=args.guidance_scale)
+    arms = make_arms(args.arms, synthetic_per_real=args.synthetic_per_real, synthetic_cap=args.synthetic_cap, guidance_scale=args.guidance_scale,
+                     synthetic_weight=args.synthetic_weight)  # fmt: skip
     if args.sweep:
         if args.arms != list(DEFAULT_ARMS):
             parser.error("--arms is not used with --sweep (the sweep's arms are real and variants of synthetic); drop it")
@@ -156,7 +164,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argpars
         model=args.model, scheduler=args.scheduler, num_inference_steps=values["num_inference_steps"],
         pool_per_class=values["pool_per_class"], pool_seed=args.pool_seed, generation_batch_size=args.generation_batch_size,
         n_bootstrap=values["n_bootstrap"], sweep=args.sweep, device=args.device, num_workers=args.num_workers,
-        num_threads=args.num_threads, progress=not args.no_progress,
+        num_threads=args.num_threads, progress=not args.no_progress, reference=not (args.no_reference or args.sweep),
+        reference_seeds=None if values["reference_seeds"] is None else list(values["reference_seeds"]), guided_strength=args.guided_strength,
     )  # fmt: skip
     return config, args
 

@@ -59,7 +59,7 @@ def experiment_args(ptbxl_root, output_dir, generator_dir, *extra):
 def test_run_writes_every_output_resumes_without_retraining_and_reevaluates(ptbxl_root, tmp_path, capsys):
     generator = save_tiny_generator(tmp_path / "generator", TRAIN_FOLDS)
     run_dir = tmp_path / "run"
-    args = experiment_args(ptbxl_root, run_dir, generator)
+    args = experiment_args(ptbxl_root, run_dir, generator, "--arms", *ARMS)
     assert augment_ptbxl.main(args) == 0
 
     for name in ("results.json", "table.md", "auc_vs_fraction.png", "per_class_gain.png", "command.txt", "config.json"):
@@ -68,6 +68,7 @@ def test_run_writes_every_output_resumes_without_retraining_and_reevaluates(ptbx
     results = json.loads((run_dir / "results.json").read_text())
     assert list(results["results"]) == ["fraction_0.5", "fraction_1", "rare_k2"]
     assert results["missing_cells"] == [] and results["num_test_records"] == len(np.load(run_dir / "test_targets.npy"))
+    assert results["reference"] == results["results"]["fraction_1"]["real"]  # a fraction-1 regime is the reference: no extra cells
     for regime in results["results"].values():
         assert list(regime) == list(ARMS)
         for arm, entry in regime.items():
@@ -161,3 +162,76 @@ def test_the_generator_model_is_the_model_flag_and_old_run_folders_still_load(tm
     old = {("generator" if name == "model" else name): value for name, value in config.to_dict().items()}  # config.json before the rename
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert ExperimentConfig.load(tmp_path).to_dict() == config.to_dict()
+
+
+ALL_ARMS = ("real", "weighted", "classic", "balanced", "synthetic", "classic_synthetic", "guided", "filtered", "soft", "pretrain",
+            "downweighted")  # fmt: skip
+NON_GENERATIVE = ("real", "weighted", "classic", "balanced")
+
+
+@pytest.mark.slow
+def test_new_arms_vs_table_and_reference_row(ptbxl_root, tmp_path):
+    generator = save_tiny_generator(tmp_path / "generator", TRAIN_FOLDS)
+    run_dir = tmp_path / "run"
+    args = experiment_args(ptbxl_root, run_dir, generator)
+    args[args.index("--fractions") + 1 : args.index("--fractions") + 3] = ["0.5"]
+    args[args.index("--seeds") + 1 : args.index("--seeds") + 3] = ["0"]
+    assert augment_ptbxl.main(args) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["results"]) == ["fraction_0.5", "rare_k2"]  # the reference regime is not a regime of the tables
+    reference = results["reference"]
+    assert reference["seeds"] == [0] and reference["num_train_real"] > results["results"]["fraction_0.5"]["real"]["num_train_real"]
+    assert reference["num_train_synthetic"] == 0 and "per_class" in reference
+    for regime in results["results"].values():
+        assert list(regime) == list(ALL_ARMS)
+        for arm, entry in regime.items():
+            assert set(entry["vs"]) == set(NON_GENERATIVE) - {arm}
+            for difference in entry["vs"].values():
+                for metric in ("macro_auc", "rare_auc", "rare_auprc"):
+                    assert difference[metric]["low"] <= difference[metric]["point"] <= difference[metric]["high"]
+            assert (entry["num_train_synthetic"] > 0) == (arm not in NON_GENERATIVE), arm
+        # vs real is the same paired difference as vs_real; an arm against itself is never listed
+        assert regime["synthetic"]["vs"]["real"]["macro_auc"] == {k: v for k, v in regime["synthetic"]["vs_real"]["macro_auc"].items()}
+    cell = lambda regime, arm: json.loads((run_dir / "cells" / regime / arm / "seed0" / "cell.json").read_text())  # noqa: E731
+    # guided: only rare classes, every synthetic ECG seeded by a real record of the cell (and traced in the manifest)
+    from ecgaug.augment import SyntheticCache
+
+    guided = SyntheticCache(run_dir / "guided" / "rare_k2" / "seed0")
+    subset = json.loads((run_dir / "subsets" / "rare_k2" / "seed0.json").read_text())
+    assert guided.config.strength == 0.5 and guided.plan.seed_source["num_records"] == len(subset["ecg_ids"])
+    assert guided.read_manifest()["seed_index"].max() < len(subset["ecg_ids"])
+    rare = results["rare_classes"]
+    assert {label for labels in guided.plan.jobs["labels"] for label in labels.split("|")[:1]} <= set(rare)
+    wanted = cell("rare_k2", "guided")["synthetic"]["wanted"]
+    assert all((wanted[i] == 0) == (c not in rare) or wanted[i] == 0 for i, c in enumerate(results["classes"]))
+    assert sum(wanted[results["classes"].index(c)] for c in results["classes"] if c not in rare) == 0
+    # filtered: thresholds from the real classifier on validation; never more ECGs than the unfiltered draw
+    filtered, plain = cell("fraction_0.5", "filtered"), cell("fraction_0.5", "synthetic")
+    assert set(filtered["synthetic"]["filter"]["thresholds"]) == set(results["classes"])
+    assert filtered["num_synthetic"] <= plain["num_synthetic"]
+    assert (run_dir / "cells" / "fraction_0.5" / "pretrain" / "seed0" / "pretrain" / "best.pt").is_file()
+    table = (run_dir / "table.md").read_text()
+    assert table.count("*all real records (reference)*") == 3 * 2  # main, per-class AUC and AUPRC tables, each regime
+    assert "| fraction_0.5 | guided | vs real" not in table and "vs balanced" in table
+
+
+def test_loss_weight_and_validation_thresholds():
+    from scarcity.variants import FlagSynthetic, WeightedLogits, youden_thresholds
+
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 5, 3))
+    signals, targets = torch.randn(4, 12, 5), torch.rand(4, 3).round()
+    flagged = FlagSynthetic(list(zip(signals, targets)), np.array([False, True, False, True]))
+    batch = torch.stack([flagged[i][0] for i in range(4)])
+    assert batch.shape == (4, 13, 5) and batch[:, 12, 0].tolist() == [0, 1, 0, 1]
+    model = WeightedLogits(linear, 0.25)
+    torch.nn.functional.binary_cross_entropy_with_logits(model(batch), targets).backward()
+    weighted = linear[1].weight.grad.clone()
+    linear.zero_grad()
+    weights = torch.tensor([1.0, 0.25, 1.0, 0.25])[:, None]
+    (torch.nn.functional.binary_cross_entropy_with_logits(linear(signals), targets, reduction="none") * weights).mean().backward()
+    torch.testing.assert_close(weighted, linear[1].weight.grad)  # exactly a per-item loss weight
+    torch.testing.assert_close(model(signals), linear(signals))  # validation/test inputs carry no flag
+    y = np.array([[1, 0], [0, 0], [1, 1], [0, 1], [0, 1]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.7], [0.4, 0.6], [0.3, 0.9]])
+    np.testing.assert_allclose(youden_thresholds(y, scores), [0.8, 0.6])

@@ -6,7 +6,7 @@ folds with one way of using it. The whole experiment is the cross product of ``r
 experiment lists, ``helme/ecg_ptbxl_benchmarking/code/reproduce_results.py``).
 
 Two presets fill the settings a user leaves unset: :data:`FULL` (the GPU setting) and
-:data:`QUICK` (finishes on a 2-core CPU in under 30 minutes with ``ptbxl-lite`` and
+:data:`QUICK` (finishes on a 2-core CPU in under 45 minutes with ``ptbxl-lite`` and
 ``resnet1d_small``).
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+REFERENCE_REGIME = "all_real"  # the real arm on every training record: the reference row of every table
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,14 @@ class Arm:
         guidance_scale: Classifier-free guidance of the pool the arm draws from (each distinct
             value is its own pool).
         synthetic_classes: ``"all"``, or ``"rare"`` for synthetic ECGs of the rare classes only.
+        source: Where the synthetic ECGs come from: ``None``/``"pool"``: the run's pool;
+            ``"guided"``: a real-guided cache per ``(regime, seed)``, seeded by that cell's own real
+            records of each rare class (``ExperimentConfig.guided_strength``; see ``variants.py``).
+        teacher: ``"filter"``: keep only pool ECGs that the cell's ``real`` classifier scores at or above
+            its validation-chosen threshold for every conditioning label; ``"soft"``: train on that
+            classifier's scores as the synthetic targets.
+        pretrain: Pretrain on the cell's synthetic draw alone, then fine-tune on its real records.
+        synthetic_weight: Loss weight of each synthetic item (``None``: 1).
     """
 
     name: str
@@ -92,9 +101,25 @@ class Arm:
     synthetic_cap: float | None = None
     guidance_scale: float | None = None
     synthetic_classes: Literal["all", "rare"] | None = None
+    source: Literal["pool", "guided"] | None = None
+    teacher: Literal["filter", "soft"] | None = None
+    pretrain: bool = False
+    synthetic_weight: float | None = None
+
+    # Fields added after runs were made: cell specs leave them out at these defaults, so old cells still match.
+    OPTIONAL_FIELDS = {"source": None, "teacher": None, "pretrain": False, "synthetic_weight": None}
 
     def __post_init__(self):
         _check_name(self.name, "arm")
+        variants = {name: getattr(self, name) for name, default in self.OPTIONAL_FIELDS.items() if getattr(self, name) != default}
+        if variants and not self.synthetic:
+            raise ValueError(f"Arm {self.name!r} uses no synthetic data, so {sorted(variants)} should be unset")
+        if self.source not in (None, "pool", "guided"):
+            raise ValueError(f"source should be 'pool' or 'guided', but got {self.source!r} for arm {self.name!r}")
+        if self.teacher not in (None, "filter", "soft"):
+            raise ValueError(f"teacher should be 'filter' or 'soft', but got {self.teacher!r} for arm {self.name!r}")
+        if self.synthetic_weight is not None and not 0.0 <= self.synthetic_weight <= 1.0:
+            raise ValueError(f"synthetic_weight should be in [0, 1], but got {self.synthetic_weight} for arm {self.name!r}")
         if self.sampler not in ("shuffle", "balanced"):
             raise ValueError(f"Arm sampler should be 'shuffle' or 'balanced', but got {self.sampler!r} for arm {self.name!r}")
         synthetic_fields = {name: getattr(self, name) for name in ("synthetic_per_real", "synthetic_cap", "guidance_scale", "synthetic_classes")}
@@ -124,14 +149,21 @@ def _check_name(name: str, kind: str) -> None:
         raise ValueError(f"{kind} name should use only letters, digits, '.', '_' and '-' (it names a folder), but got {name!r}")
 
 
-# The arms of issue #5, in table order; "balanced" (class-balanced sampling of real records only) is an
-# extra ablation that separates the sampler's effect from the synthetic data's.
-ARM_NAMES = ("real", "weighted", "classic", "synthetic", "classic_synthetic", "balanced")
-DEFAULT_ARMS = ("real", "weighted", "classic", "synthetic", "classic_synthetic")
+# The arms, in table order. Non-generative: real, weighted, classic and balanced (class-balanced sampling of
+# real records only, which separates the sampler's effect from the synthetic data's). Generative: synthetic,
+# classic_synthetic, and the variants of issue 13 (variants.py): guided (real-guided synthesis from the cell's
+# own rare-class records), filtered and soft (the cell's real classifier as filter / teacher), pretrain
+# (synthetic pretraining, real fine-tuning) and downweighted (synthetic items with a reduced loss weight).
+ARM_NAMES = ("real", "weighted", "classic", "balanced", "synthetic", "classic_synthetic", "guided", "filtered", "soft", "pretrain",
+             "downweighted")  # fmt: skip
+DEFAULT_ARMS = ARM_NAMES
+NON_GENERATIVE_ARMS = ("real", "weighted", "classic", "balanced")
 
 
-def make_arms(names: Sequence[str], *, synthetic_per_real: float, synthetic_cap: float, guidance_scale: float) -> list[Arm]:
-    """The arms named in :data:`ARM_NAMES`, with the synthetic settings for the synthetic ones."""
+def make_arms(names: Sequence[str], *, synthetic_per_real: float, synthetic_cap: float, guidance_scale: float,
+              synthetic_weight: float = 0.3) -> list[Arm]:  # fmt: skip
+    """The arms named in :data:`ARM_NAMES` (in that order, so ``real`` trains before the arms that use its
+    classifier), with the synthetic settings for the synthetic ones and ``synthetic_weight`` for ``downweighted``."""
     unknown = [name for name in names if name not in ARM_NAMES]
     if unknown or not names:
         raise ValueError(f"arms should be a non-empty list from {list(ARM_NAMES)}, but got {list(names)}")
@@ -146,8 +178,13 @@ def make_arms(names: Sequence[str], *, synthetic_per_real: float, synthetic_cap:
         "synthetic": Arm("synthetic", **synthetic),
         "classic_synthetic": Arm("classic_synthetic", classic=True, **synthetic),
         "balanced": Arm("balanced", sampler="balanced"),
+        "guided": Arm("guided", **{**synthetic, "synthetic_classes": "rare"}, source="guided"),
+        "filtered": Arm("filtered", **synthetic, teacher="filter"),
+        "soft": Arm("soft", **synthetic, teacher="soft"),
+        "pretrain": Arm("pretrain", **synthetic, pretrain=True),
+        "downweighted": Arm("downweighted", **synthetic, synthetic_weight=synthetic_weight),
     }
-    return [presets[name] for name in dict.fromkeys(names)]
+    return [presets[name] for name in ARM_NAMES if name in names]
 
 
 def sweep_arms(
@@ -263,11 +300,15 @@ class ExperimentConfig:
     num_threads: int = 2
     progress: bool = True
 
+    reference: bool = True
+    reference_seeds: list[int] | None = None
+    guided_strength: float = 0.5
+
     # Fields that change neither the subsets, the pool nor the trained models.
     # (A pool does not depend on its generation batch size: every ECG has its own seeded noise.)
     RUNTIME_FIELDS = ("ptbxl", "output_dir", "n_bootstrap", "alpha", "generation_batch_size", "device", "num_workers", "num_threads", "progress")
     # Lists of cells: a resumed run may add or drop entries (each cell checks its own spec).
-    CELL_FIELDS = ("regimes", "arms", "seeds")
+    CELL_FIELDS = ("regimes", "arms", "seeds", "reference", "reference_seeds")
 
     def __post_init__(self):
         self.regimes = [r if isinstance(r, Regime) else Regime(**r) for r in self.regimes]
@@ -284,8 +325,16 @@ class ExperimentConfig:
             names = [item.name for item in items]
             if len(set(names)) != len(names) or not names:
                 raise ValueError(f"{kind} names should be distinct and non-empty, but got {names}")
-        if "real" not in [arm.name for arm in self.arms]:
+        names = [arm.name for arm in self.arms]
+        if "real" not in names:
             raise ValueError("arms should include 'real', the baseline every other arm is compared with")
+        late = [arm.name for arm in self.arms[: names.index("real")] if arm.teacher is not None]
+        if late:
+            raise ValueError(f"arms {late} use the cell's real classifier, so they should come after 'real' in arms")
+        if not 0.0 < self.guided_strength < 1.0:
+            raise ValueError(f"guided_strength should be in (0, 1), but got {self.guided_strength}")
+        if self.reference_seeds is not None:
+            self.reference_seeds = [int(s) for s in self.reference_seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds should be distinct and non-empty, but got {self.seeds}")
         for name in ("epochs", "batch_size", "pool_per_class", "shard_size", "n_bootstrap", "num_rare_classes", "num_threads"):
@@ -311,9 +360,29 @@ class ExperimentConfig:
         """The distinct guidance scales of the synthetic arms: one pool each."""
         return list(dict.fromkeys(arm.guidance_scale for arm in self.synthetic_arms))
 
+    @property
+    def reference_regime(self) -> Regime | None:
+        """The "all real records" reference: a regime of every training patient (an existing ``fraction_1``
+        regime, or ``REFERENCE_REGIME`` trained for it) whose ``real`` arm is every table's reference row."""
+        if not self.reference:
+            return None
+        existing = next((r for r in self.regimes if r.fraction == 1.0 and r.rare_k is None), None)
+        return existing or Regime(REFERENCE_REGIME, fraction=1.0)
+
+    @property
+    def all_regimes(self) -> list[Regime]:
+        """``regimes`` and, when it is not one of them, the reference regime (last)."""
+        reference = self.reference_regime
+        return self.regimes + ([reference] if reference is not None and reference not in self.regimes else [])
+
     def cells(self) -> list[tuple[Regime, Arm, int]]:
-        """Every ``(regime, arm, seed)`` in run order: regime, then seed, then arm."""
-        return [(regime, arm, seed) for regime in self.regimes for seed in self.seeds for arm in self.arms]
+        """Every ``(regime, arm, seed)`` in run order: regime, then seed, then arm; then the reference cells."""
+        cells = [(regime, arm, seed) for regime in self.regimes for seed in self.seeds for arm in self.arms]
+        reference = self.reference_regime
+        if reference is not None and reference not in self.regimes:
+            real = next(arm for arm in self.arms if arm.name == "real")
+            cells += [(reference, real, seed) for seed in (self.reference_seeds or self.seeds)]
+        return cells
 
     # ------------------------------------------------------------------------- save/load
     def to_dict(self) -> dict[str, Any]:
@@ -362,10 +431,10 @@ class ExperimentConfig:
 FULL: dict[str, Any] = dict(
     classifier="xresnet1d101", fractions=(0.05, 0.1, 0.25, 1.0), rare_k=20, rare_base_fraction=1.0, seeds=(0, 1, 2),
     epochs=30, batch_size=128, lr=1e-2, patience=5, val_fraction=1.0, pool_per_class=2000, num_inference_steps=25,
-    n_bootstrap=1000,
+    n_bootstrap=1000, reference_seeds=None,
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
-    classifier="resnet1d_small", fractions=(0.05, 0.25), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2),
+    classifier="resnet1d_small", fractions=(0.05,), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2), reference_seeds=(0,),
     epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=300, num_inference_steps=25,
     n_bootstrap=200,
 )  # fmt: skip

@@ -10,7 +10,13 @@ over seeds (subset, initialisation, synthetic draw) is reported separately as ``
 
 The difference of an arm to ``real`` is paired twice: by seed (both trained on the same real
 subset) and by resample (both scored on the same test records). An interval above 0 means the arm
-beat real-only training on this test set at the chosen level.
+beat real-only training on this test set at the chosen level. ``vs`` gives the same paired
+differences against every *non-generative* arm of the regime (``real``, ``weighted``, ``classic``,
+``balanced``: the cheap alternatives a synthetic arm has to beat).
+
+The *reference* (the ``real`` arm on every training record: an existing ``fraction_1`` regime, or
+the extra ``all_real`` regime) is reported in ``results["reference"]`` and as the first row of
+every regime's table.
 """
 from __future__ import annotations
 
@@ -24,9 +30,11 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm.auto import tqdm
 
-from .config import Arm, ExperimentConfig
+from .config import REFERENCE_REGIME, Arm, ExperimentConfig
 
-__all__ = ["bootstrap_scores", "summarize", "write_table", "write_json", "plot_auc_vs_fraction", "plot_per_class_gain", "plot_sweep"]
+__all__ = ["REFERENCE_REGIME", "bootstrap_scores", "summarize", "write_table", "write_json", "plot_auc_vs_fraction", "plot_per_class_gain", "plot_sweep"]
+
+METRICS = ("macro_auc", "rare_auc", "rare_auprc")
 
 SEED_POOLING = (
     "mean over seeds of each single classifier's metric; 95% CI: percentile bootstrap over test records of that mean "
@@ -93,10 +101,29 @@ def summarize(config: ExperimentConfig, *, y_true: np.ndarray, predictions: dict
         return values[..., columns].mean(axis=-1)
 
     all_columns = list(range(len(classes)))
+
+    def paired(seed_scores: dict, other_scores: dict) -> dict | None:
+        """Differences (arm - other) paired by seed and by resample; None without common seeds."""
+        common = [s for s in sorted(seed_scores) if s in other_scores]
+        if not common:
+            return None
+        a, b = stack(seed_scores, common), stack(other_scores, common)
+        diff_point_auc, diff_point_auprc = a[0] - b[0], a[1] - b[1]
+        diff_boot_auc, diff_boot_auprc = a[2] - b[2], a[3] - b[3]
+        difference: dict = {"seeds": common}
+        for name, point, boot, columns in (("macro_auc", diff_point_auc, diff_boot_auc, all_columns),
+                                           ("rare_auc", diff_point_auc, diff_boot_auc, rare),
+                                           ("rare_auprc", diff_point_auprc, diff_boot_auprc, rare)):  # fmt: skip
+            per_seed = reduce(point, columns)
+            difference[name] = _interval(per_seed.mean(), reduce(boot, columns).mean(axis=0), alpha, per_seed)
+        difference["per_class_auc"] = {
+            name: _interval(diff_point_auc[:, c].mean(), diff_boot_auc[:, :, c].mean(axis=0), alpha) for c, name in enumerate(classes)
+        }
+        return difference
+
     results: dict = {}
-    for regime in config.regimes:
+    for regime in config.all_regimes:
         regime_results = {}
-        real_scores = scored.get((regime.name, "real"))
         for arm in config.arms:
             seed_scores = scored.get((regime.name, arm.name))
             if not seed_scores:
@@ -125,25 +152,25 @@ def summarize(config: ExperimentConfig, *, y_true: np.ndarray, predictions: dict
                 **metric,
                 "per_class": per_class,
             }
-            if arm.name != "real" and real_scores:
-                common = [s for s in seeds if s in real_scores]
-                if common:
-                    a, b = stack(seed_scores, common), stack(real_scores, common)
-                    diff_point_auc, diff_point_auprc = a[0] - b[0], a[1] - b[1]
-                    diff_boot_auc, diff_boot_auprc = a[2] - b[2], a[3] - b[3]
-                    vs_real = {"seeds": common}
-                    for name, point, boot, columns in (("macro_auc", diff_point_auc, diff_boot_auc, all_columns),
-                                                       ("rare_auc", diff_point_auc, diff_boot_auc, rare),
-                                                       ("rare_auprc", diff_point_auprc, diff_boot_auprc, rare)):  # fmt: skip
-                        per_seed = reduce(point, columns)
-                        vs_real[name] = _interval(per_seed.mean(), reduce(boot, columns).mean(axis=0), alpha, per_seed)
-                    vs_real["per_class_auc"] = {
-                        name: _interval(diff_point_auc[:, c].mean(), diff_boot_auc[:, :, c].mean(axis=0), alpha) for c, name in enumerate(classes)
-                    }
-                    entry["vs_real"] = vs_real
+            baselines = [other for other in config.arms if not other.synthetic and other.name != arm.name
+                         and scored.get((regime.name, other.name))]  # fmt: skip
+            vs = {}
+            for other in baselines:
+                difference = paired(seed_scores, scored[(regime.name, other.name)])
+                if difference is not None:
+                    vs[other.name] = difference
+            if vs:
+                entry["vs"] = {name: {key: value for key, value in difference.items() if key in (*METRICS, "seeds")}
+                               for name, difference in vs.items()}  # fmt: skip
+            if "real" in vs:
+                entry["vs_real"] = vs["real"]
             regime_results[arm.name] = entry
         if regime_results:
             results[regime.name] = regime_results
+    reference_regime, reference = config.reference_regime, None
+    if reference_regime is not None and reference_regime.name in results:
+        extra = reference_regime not in config.regimes  # trained for the reference only: not a regime of the tables
+        reference = (results.pop(reference_regime.name) if extra else results[reference_regime.name]).get("real")
     return {
         "task": config.task,
         "classifier": config.classifier,
@@ -158,6 +185,7 @@ def summarize(config: ExperimentConfig, *, y_true: np.ndarray, predictions: dict
         "regimes": [{"name": r.name, "fraction": r.fraction, "rare_k": r.rare_k} for r in config.regimes],
         "arms": [dataclasses.asdict(a) for a in config.arms],
         "results": results,
+        "reference": reference,
     }
 
 
@@ -189,7 +217,12 @@ def write_table(results: dict, path, *, notes: Sequence[str] = ()) -> Path:
         "| regime | arm | seeds | real + synthetic records | macro-AUC | Δ macro-AUC vs real | rare AUC | Δ rare AUC | rare AUPRC | Δ rare AUPRC |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    reference = results.get("reference")
     for regime, arms in results["results"].items():
+        if reference is not None:
+            records = f"{reference['num_train_real']:.0f} + 0"
+            lines.append(f"| {regime} | *all real records (reference)* | {len(reference['seeds'])} | {records} | {_ci(reference['macro_auc'])} | – | "
+                         f"{_ci(reference['rare_auc'])} | – | {_ci(reference['rare_auprc'])} | – |")  # fmt: skip
         for arm, entry in arms.items():
             vs = entry.get("vs_real", {})
             records = f"{entry['num_train_real']:.0f} + {entry['num_train_synthetic']:.0f}"
@@ -197,10 +230,23 @@ def write_table(results: dict, path, *, notes: Sequence[str] = ()) -> Path:
                 f"| {regime} | {arm} | {len(entry['seeds'])} | {records} | {_ci(entry['macro_auc'])} | {_ci(vs.get('macro_auc'), signed=True)} | "
                 f"{_ci(entry['rare_auc'])} | {_ci(vs.get('rare_auc'), signed=True)} | {_ci(entry['rare_auprc'])} | {_ci(vs.get('rare_auprc'), signed=True)} |"
             )
+    baselines = list(dict.fromkeys(name for arms in results["results"].values() for entry in arms.values() for name in entry.get("vs", {})))
+    if baselines:
+        lines += ["", f"## Δ macro-AUC / Δ rare AUC / Δ rare AUPRC against each non-generative arm ({level}% CI, paired)", "",
+                  "| regime | arm | " + " | ".join(f"vs {name}" for name in baselines) + " |", "|---|---|" + "---|" * len(baselines)]  # fmt: skip
+        for regime, arms in results["results"].items():
+            for arm, entry in arms.items():
+                cells = []
+                for name in baselines:
+                    difference = entry.get("vs", {}).get(name)
+                    cells.append("–" if difference is None else " / ".join(_ci(difference[m], signed=True) for m in METRICS))
+                lines.append(f"| {regime} | {arm} | " + " | ".join(cells) + " |")
     for title, key in (("Per-class AUC", "auc"), ("Per-class AUPRC", "auprc")):
         lines += ["", f"## {title} (mean over seeds, {level}% CI)", "", "| regime | arm | " + " | ".join(classes) + " |",
                   "|---|---|" + "---|" * len(classes)]  # fmt: skip
         for regime, arms in results["results"].items():
+            if reference is not None:
+                lines.append(f"| {regime} | *all real records (reference)* | " + " | ".join(_ci(reference["per_class"][c][key]) for c in classes) + " |")
             for arm, entry in arms.items():
                 lines.append(f"| {regime} | {arm} | " + " | ".join(_ci(entry["per_class"][c][key]) for c in classes) + " |")
     lines += ["", f"## Per-class AUC gain over real-only training ({level}% CI, paired)", "",

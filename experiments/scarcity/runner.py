@@ -16,6 +16,7 @@ Run folder::
         val_subset.json      validation ecg_ids (when val_fraction < 1)
         test_targets.npy, test_ecg_ids.npy     the test folds' targets, in prediction order
         synthetic_cache/     the pool (synthetic_cache_g<scale>/ for other guidance scales)
+        guided/<regime>/seed<s>/   real-guided cache of each (regime, seed) with a "guided" arm (its own rare-class records)
         cells/<regime>/<arm>/seed<s>/
             cell.json        spec, sizes, synthetic draw, best epoch, timing (written last: "done")
             y_test_pred.npy  (num_test, C) float32 sigmoid scores
@@ -41,12 +42,13 @@ from tqdm.auto import tqdm
 from classifiers import create_model, is_model, list_models
 from classifiers.metrics import bootstrap_indices
 from classifiers.train import TrainConfig, fit, make_dataloader, predict
-from ecgaug.augment import AugmentedDataset, SyntheticCache
+from ecgaug.augment import AugmentedDataset, ClassBalancedSampler, SyntheticCache
+from ecgaug.augment.filtering import load_classifier, score_cache, teacher_scores
 from ecgaug.augment.plan import primary_labels, select_from_pool
 from ecgaug.data.ptbxl import PTBXL, load_database
 from ecgaug.settings import GenerationSettings
 
-from . import report, synthetic, timing
+from . import report, synthetic, timing, variants
 from .arms import training_data
 from .config import Arm, ExperimentConfig, Regime
 from .regimes import Subset as RegimeSubset
@@ -82,7 +84,10 @@ def pool_dir(run_dir, guidance_scale: float, config: ExperimentConfig) -> Path:
 
 
 def cell_spec(regime: Regime, arm: Arm, seed: int) -> dict:
-    return {"regime": dataclasses.asdict(regime), "arm": dataclasses.asdict(arm), "seed": seed}
+    """What a cell was trained with; arm fields added later are left out at their defaults (older cells still match)."""
+    arm_fields = {name: value for name, value in dataclasses.asdict(arm).items()
+                  if not (name in Arm.OPTIONAL_FIELDS and value == Arm.OPTIONAL_FIELDS[name])}  # fmt: skip
+    return {"regime": dataclasses.asdict(regime), "arm": arm_fields, "seed": seed}
 
 
 def finished_cell(run_dir, regime: Regime, arm: Arm, seed: int) -> dict | None:
@@ -115,6 +120,7 @@ class Prepared:
     rare_classes: list[str]
     subsets: dict[tuple[str, int], RegimeSubset]
     pools: dict[float, SyntheticCache] = field(default_factory=dict)
+    guided: dict[tuple[str, int], SyntheticCache] = field(default_factory=dict)
     generator_card: dict | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -234,7 +240,7 @@ def prepare(config: ExperimentConfig, run_dir, *, estimate_only: bool = False) -
         notes.append(f"Only {len(config.seeds)} seed(s) per cell; issue #5 asks for at least 3.")
 
     pending = [(r, a, s) for r, a, s in config.cells() if finished_cell(run_dir, r, a, s) is None]
-    estimate = _estimate(config, run_dir, generator, train, val_used, test, subsets, pending)
+    estimate = _estimate(config, run_dir, generator, train, val_used, test, subsets, pending, rare=rare)
     print(estimate.describe(), flush=True)
     info = {
         "classes": classes,
@@ -250,7 +256,7 @@ def prepare(config: ExperimentConfig, run_dir, *, estimate_only: bool = False) -
     if estimate_only:
         return None
 
-    pools = {}
+    pools, guided = {}, {}
     if generator is not None:
         # One pass over every database record, cached beside the PTB-XL signal cache.
         train.heart_rates(num_workers=config.num_threads if config.num_threads > 1 else 0)
@@ -262,11 +268,50 @@ def prepare(config: ExperimentConfig, run_dir, *, estimate_only: bool = False) -
                                           batch_size=config.generation_batch_size)  # fmt: skip
             pools[scale] = synthetic.build_pool(pool_dir(run_dir, scale, config), plan, generator, settings,
                                                 shard_size=config.shard_size, show_progress=config.progress)  # fmt: skip
+        guided = _build_guided(config, run_dir, generator, train, classes, rare, subsets)
         info["pools"] = {f"{scale:g}": str(cache.root) for scale, cache in pools.items()}
+        info["guided"] = {f"{r}/seed{s}": len(cache) for (r, s), cache in guided.items()}
         _write_json_atomic(run_dir / PREPARE_NAME, info)
         del generator
     return Prepared(train=train, val=val_used, test=test, classes=classes, rare_classes=rare, subsets=subsets, pools=pools,
-                    generator_card=card, notes=notes)  # fmt: skip
+                    guided=guided, generator_card=card, notes=notes)  # fmt: skip
+
+
+def _guided_arms(config: ExperimentConfig) -> list[Arm]:
+    return [arm for arm in config.synthetic_arms if arm.source == "guided"]
+
+
+def _guided_jobs(config: ExperimentConfig, train_targets, rows, classes, rare) -> int:
+    """Jobs per rare class of one (regime, seed)'s guided cache."""
+    per_real = max(arm.synthetic_per_real for arm in _guided_arms(config))
+    return variants.guided_per_class(train_targets[rows].sum(axis=0), [classes.index(c) for c in rare], synthetic_per_real=per_real,
+                                     cap=config.pool_per_class)  # fmt: skip
+
+
+def _build_guided(config: ExperimentConfig, run_dir: Path, generator, train, classes, rare, subsets) -> dict:
+    """The real-guided cache of every (regime, seed) that a "guided" arm trains on (resumable, like the pool)."""
+    from ecgaug.augment import run_build
+    from ecgaug.settings import GenerationSettings
+    from ecgaug.text.reports import ReportTemplater
+
+    guided = {}
+    if not _guided_arms(config):
+        return guided
+    reports = ReportTemplater.from_ptbxl(config.ptbxl, task=config.task)
+    settings = GenerationSettings(model=config.model, scheduler=config.scheduler, num_inference_steps=config.num_inference_steps,
+                                  guidance_scale=_guided_arms(config)[0].guidance_scale, strength=config.guided_strength,
+                                  lead_order="ptbxl", sampling_rate=SAMPLING_RATE, batch_size=config.generation_batch_size)  # fmt: skip
+    for regime in config.regimes:
+        for seed in config.seeds:
+            rows = subsets[(regime.name, seed)].rows
+            plan, seeds = variants.plan_guided(train, rows, classes, rare, per_class=_guided_jobs(config, train.targets, rows, classes, rare),
+                                               reports=reports, held_out_folds=[*config.val_folds, *config.test_folds],
+                                               seed=config.pool_seed + 7919 * (seed + 1))  # fmt: skip
+            cache, _ = run_build(run_dir / "guided" / regime.name / f"seed{seed}", plan, generator, settings,
+                                 shard_size=config.shard_size, show_progress=config.progress, seed_dataset=seeds)  # fmt: skip
+            cache.check_finished()
+            guided[(regime.name, seed)] = cache
+    return guided
 
 
 def _draw_subsets(config: ExperimentConfig, run_dir: Path, train: PTBXL, classes, rare) -> dict[tuple[str, int], RegimeSubset]:
@@ -274,7 +319,7 @@ def _draw_subsets(config: ExperimentConfig, run_dir: Path, train: PTBXL, classes
     patient_ids = train.metadata["patient_id"].to_numpy()
     ecg_ids = train.metadata["ecg_id"].to_numpy()
     subsets = {}
-    for regime in config.regimes:
+    for regime in config.all_regimes:
         for seed in config.seeds:
             subset = make_subset(regime, seed, targets=train.targets, patient_ids=patient_ids, ecg_ids=ecg_ids, classes=classes, rare_classes=rare)
             if len(subset.rows) < config.batch_size:
@@ -308,15 +353,16 @@ def _validation_subset(config: ExperimentConfig, run_dir: Path, val: PTBXL):
     return subset
 
 
-def _estimate(config, run_dir, generator, train, val, test, subsets, pending) -> timing.Estimate:
+def _estimate(config, run_dir, generator, train, val, test, subsets, pending, *, rare=()) -> timing.Estimate:
     estimate = timing.Estimate(cells=len(pending))
     if pending:
         train_rate, eval_rate = timing.measure_classifier(config.classifier, num_classes=train.num_classes, num_samples=train.num_samples,
                                                           batch_size=min(config.batch_size, 64), device=config.device)  # fmt: skip
         estimate.train_rate, estimate.eval_rate = train_rate, eval_rate
-        for regime, _, seed in pending:
+        for regime, arm, seed in pending:
             records = len(subsets[(regime.name, seed)].rows)
-            seconds = config.epochs * (records / train_rate + len(val) / eval_rate) + len(test) / eval_rate
+            epochs = config.epochs + (variants.pretrain_epochs(config.epochs) if arm.pretrain else 0)
+            seconds = epochs * (records / train_rate + len(val) / eval_rate) + len(test) / eval_rate
             estimate.training += timing.LOADING_OVERHEAD * seconds
     if generator is not None:
         # Heart rates are measured once for the whole database; an upper bound (they may be cached).
@@ -336,6 +382,15 @@ def _estimate(config, run_dir, generator, train, val, test, subsets, pending) ->
             rate = timing.measure_generation(generator, num_inference_steps=config.num_inference_steps, guidance_scale=scale,
                                              sampling_rate=SAMPLING_RATE)  # fmt: skip
             estimate.generation_rate, estimate.pool_ecgs, estimate.pool = rate, missing, missing / rate
+        if _guided_arms(config):  # an upper bound: every guided cache generated afresh, strength x the steps
+            rare_classes = list(rare)
+            jobs = sum(_guided_jobs(config, train.targets, subsets[(r.name, s)].rows, list(train.classes), rare_classes) * len(rare_classes)
+                       for r in config.regimes for s in config.seeds)  # fmt: skip
+            rate = estimate.generation_rate or timing.measure_generation(generator, num_inference_steps=config.num_inference_steps,
+                                                                         guidance_scale=1.0, sampling_rate=SAMPLING_RATE)  # fmt: skip
+            estimate.generation_rate = rate
+            estimate.pool_ecgs += jobs
+            estimate.pool += jobs * config.guided_strength / rate
     estimate.evaluation = len(config.cells()) * config.n_bootstrap * timing.measure_bootstrap(len(test), train.num_classes)
     return estimate
 
@@ -356,6 +411,9 @@ def perform(config: ExperimentConfig, run_dir, prepared: Prepared) -> list[tuple
     for scale, cache in prepared.pools.items():
         augmented = AugmentedDataset(prepared.train, cache)
         pools[scale] = _Pool(augmented, augmented.targets, cache.plan.targets, primary_labels(cache.plan))
+    for key, cache in prepared.guided.items():
+        augmented = AugmentedDataset(prepared.train, cache)
+        pools[key] = _Pool(augmented, augmented.targets, cache.plan.targets, primary_labels(cache.plan))
     base_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
                               num_workers=config.num_workers, device=config.device, progress=False)  # fmt: skip
     val_loader = make_dataloader(prepared.val, base_config)
@@ -383,14 +441,38 @@ def _train_cell(config, run_dir, prepared, pools, regime, arm, seed, base_config
     train_targets = prepared.train.targets
     synthetic_info, extra = None, {}
     if arm.synthetic:
-        pool = pools[arm.guidance_scale]
+        pool = pools[(regime.name, seed)] if arm.source == "guided" else pools[arm.guidance_scale]
         allowed = rare_mask if arm.synthetic_classes == "rare" else np.ones(len(prepared.classes), dtype=bool)
-        indices, synthetic_info = select_from_pool(pool.pool_targets, pool.primary, train_targets[rows].sum(axis=0),
-                                                             synthetic_per_real=arm.synthetic_per_real, allowed=allowed, seed=seed)  # fmt: skip
-        extra = dict(augmented=pool.dataset, augmented_targets=pool.targets, synthetic_indices=indices)
+        primary, augmented, filtered = pool.primary, pool.dataset, None
+        if arm.teacher is not None:
+            teacher = _cell_teacher(config, run_dir, prepared, regime, seed)
+            device = _score_device(config)
+            if arm.teacher == "filter":  # thresholds on the validation records, then keep ECGs whose every label passes
+                y_val, s_val = predict(teacher, val_loader)
+                thresholds = variants.youden_thresholds(y_val, s_val)
+                scores = score_cache(pool.dataset.cache, teacher, classes=prepared.classes, batch_size=config.batch_size, device=device)
+                kept = ((scores >= thresholds) | (pool.pool_targets == 0)).all(axis=1)
+                primary = np.where(kept, primary, -1)
+                filtered = {"thresholds": dict(zip(prepared.classes, thresholds.tolist())), "kept": int(kept.sum()), "pool": int(len(kept))}
+            else:  # soft labels: the teacher's scores are the synthetic targets
+                name = teacher_scores(pool.dataset.cache, teacher, classes=prepared.classes, batch_size=config.batch_size, device=device)
+                augmented = AugmentedDataset(prepared.train, pool.dataset.cache, synthetic_targets=name)
+        indices, synthetic_info = select_from_pool(pool.pool_targets, primary, train_targets[rows].sum(axis=0),
+                                                   synthetic_per_real=arm.synthetic_per_real, allowed=allowed, seed=seed)  # fmt: skip
+        if filtered is not None:
+            synthetic_info["filter"] = filtered
+        extra = dict(augmented=augmented, augmented_targets=pool.targets, synthetic_indices=indices)
         np.save(folder / "synthetic_indices.npy", indices)
     data = training_data(arm, train=prepared.train, train_targets=train_targets, rows=rows, batch_size=config.batch_size, seed=seed,
                          sampling_rate=SAMPLING_RATE, **extra)  # fmt: skip
+    if arm.pretrain:  # the synthetic draw alone first; the real records are trained on after it, as in `real`
+        pretrain_set = (augmented, augmented.num_real + indices) if len(indices) else None
+        data = training_data(Arm("real"), train=prepared.train, train_targets=train_targets, rows=rows, batch_size=config.batch_size,
+                             seed=seed, sampling_rate=SAMPLING_RATE)  # fmt: skip
+        data.num_synthetic = len(indices)
+    if arm.synthetic_weight is not None:
+        mask = np.concatenate([np.zeros(data.num_real, dtype=bool), np.ones(data.num_synthetic, dtype=bool)])
+        data.dataset = variants.FlagSynthetic(data.dataset, mask)
     train_config = dataclasses.replace(base_config, seed=seed, progress=config.progress,
                                        pos_weight=None if data.pos_weight is None else data.pos_weight.tolist())  # fmt: skip
     loader = make_dataloader(data.dataset, train_config, shuffle=data.sampler is None, sampler=data.sampler, drop_last=True)
@@ -398,6 +480,14 @@ def _train_cell(config, run_dir, prepared, pools, regime, arm, seed, base_config
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # the classifier's initial weights
         model = create_model(config.classifier, num_classes=len(prepared.classes))
+    if arm.synthetic_weight is not None:
+        model = variants.WeightedLogits(model, arm.synthetic_weight)
+    if arm.pretrain and pretrain_set is not None:
+        dataset, items = pretrain_set
+        pre_config = dataclasses.replace(train_config, epochs=variants.pretrain_epochs(config.epochs), patience=None)
+        sampler = ClassBalancedSampler(pool.targets[items], num_samples=len(rows), seed=seed)
+        pre_loader = make_dataloader(Subset(dataset, items.tolist()), pre_config, sampler=sampler, drop_last=True)
+        fit(model, pre_loader, val_loader, pre_config, out_dir=folder / "pretrain")
     result = fit(model, loader, val_loader, train_config, out_dir=folder)
     train_seconds = time.perf_counter() - start
     y_true, y_score = predict(model, test_loader)
@@ -419,6 +509,22 @@ def _train_cell(config, run_dir, prepared, pools, regime, arm, seed, base_config
     }
     _write_json_atomic(folder / CELL_NAME, info)  # last: marks the cell finished
     return info
+
+
+def _score_device(config: ExperimentConfig) -> str:
+    if config.device != "auto":
+        return config.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cell_teacher(config: ExperimentConfig, run_dir: Path, prepared: Prepared, regime: Regime, seed: int):
+    """The ``real`` arm's classifier of this (regime, seed): trained on the cell's real records only."""
+    real = next(arm for arm in config.arms if arm.name == "real")
+    if finished_cell(run_dir, regime, real, seed) is None:
+        raise RuntimeError(f"The {regime.name}/real/seed{seed} cell has not finished, but its classifier filters or labels the "
+                           "synthetic ECGs of this cell; train the real arm first (it comes first in the arms).")  # fmt: skip
+    path = cell_dir(run_dir, regime, real, seed) / "best.pt"
+    return load_classifier(path, model_name=config.classifier, num_classes=len(prepared.classes))
 
 
 # ------------------------------------------------------------------------------------ evaluate
