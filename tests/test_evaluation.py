@@ -60,8 +60,10 @@ def model_dir(tmp_path_factory, ptbxl_root):
 def cli_run(model_dir, ptbxl_root, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("work")
     figure = model_dir / "generated_vs_real.png"
+    notes = work_dir / "notes.md"
+    notes.write_text("Trained for a test; **not** a real model.\n")
     code = main(["evaluate", str(model_dir), "--ptbxl", str(ptbxl_root), *CLI_ARGS, "--work_dir", str(work_dir), "--write_card",
-                 "--figure", str(figure)])
+                 "--figure", str(figure), "--card_notes", str(notes)])
     assert code == 0
     return work_dir, json.loads((work_dir / "results.json").read_text())
 
@@ -125,7 +127,7 @@ def test_cli_writes_model_card_and_figure(cli_run, model_dir):
     assert card["training"] == TRAINING and card["summary"] == results["summary"]
     readme = (model_dir / "README.md").read_text()
     for text in ("PTB-XL 1.0.3", "Wagner", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/", "strat_folds 1, 2, 3, 4, 5, 6, 7",
-                 "### Summary", "### Rhythm regularity", "### Train on synthetic, test on real", "### Lead consistency",
+                 "### Summary", "### Rhythm regularity", "## Notes from the model's authors", "**not** a real model", "### Train on synthetic, test on real", "### Lead consistency",
                  "## Limitations", "## Intended use", "![Generated (left) and real (right) ECGs](generated_vs_real.png)",
                  f"{results['model']['unet_parameters']:,}", f"{results['vae_reconstruction']['overall']['rmse_mv']:.3f}",
                  "1.0 h", "8 × 2 processes"):

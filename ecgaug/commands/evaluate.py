@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--figure", type=Path, default=None,
                         help=f"also draw generated vs real ECGs to this PNG (e.g. MODEL_DIR/{FIGURE_NAME}, which the card then shows)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--card_notes", type=Path, default=None, help="a Markdown file the model card shows as its authors' notes")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if args.figure.resolve().is_relative_to(args.model_dir.resolve()):
             figure_in_card = args.figure.resolve().relative_to(args.model_dir.resolve()).as_posix()
     if args.write_card:
-        card_json, readme = write_model_card(args.model_dir, results, pipe.info.get("training"), figure=figure_in_card)
+        notes = args.card_notes.read_text() if args.card_notes is not None else None
+        card_json, readme = write_model_card(args.model_dir, results, pipe.info.get("training"), figure=figure_in_card, notes=notes)
         print(f"Model card written to {readme} and {card_json}")
 
     summary = results["summary"]

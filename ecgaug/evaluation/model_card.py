@@ -363,7 +363,7 @@ def _section_use_and_limits(results: dict) -> list[str]:
     ]
 
 
-def render_model_card(results: dict, training_info: dict | None, *, figure: str | None = None) -> str:
+def render_model_card(results: dict, training_info: dict | None, *, figure: str | None = None, notes: str | None = None) -> str:
     """The ``README.md`` text of the model card (see :func:`write_model_card`)."""
     model, settings = results["model"], results["settings"]
     vae_folds_recorded = isinstance((training_info or {}).get("vae"), dict) and "folds" in training_info["vae"]
@@ -394,12 +394,15 @@ def render_model_card(results: dict, training_info: dict | None, *, figure: str 
         lines += ["### Generated and real ECGs", "",
                   "Left: generated from the report, age, sex and heart rate of the real test-fold ECG on the right.", "",
                   f"![Generated (left) and real (right) ECGs]({figure})", ""]
+    if notes:
+        lines += ["## Notes from the model's authors", "", notes.strip(), ""]
     lines += _section_use_and_limits(results)
     lines += ["## Citation and licence of the training data", "", PTBXL_CITATION + f" Licence: CC BY 4.0 ({CC_BY_URL}).", ""]
     return "\n".join(lines)
 
 
-def write_model_card(model_dir, results: dict, training_info: dict | None, *, figure: str | None = None) -> tuple[Path, Path]:
+def write_model_card(model_dir, results: dict, training_info: dict | None, *, figure: str | None = None,
+                     notes: str | None = None) -> tuple[Path, Path]:
     """Write ``card.json`` (the measurements and the training record) and ``README.md`` into ``model_dir``.
 
     Args:
@@ -407,6 +410,7 @@ def write_model_card(model_dir, results: dict, training_info: dict | None, *, fi
         results: :func:`ecgaug.evaluation.evaluate.evaluate_model`'s dict.
         training_info: ``model_index.json``'s ``training`` dict (``pipe.info["training"]``).
         figure: path of a figure relative to ``model_dir`` to show in the card, if any.
+        notes: Markdown the card shows as its authors' notes (e.g. what was tried for a missed target).
 
     Returns:
         The paths of ``card.json`` and ``README.md``.
@@ -418,7 +422,7 @@ def write_model_card(model_dir, results: dict, training_info: dict | None, *, fi
         raise FileNotFoundError(f"figure should be a file inside {model_dir}, but {model_dir / figure} does not exist.")
     card_json, readme = model_dir / CARD_JSON, model_dir / CARD_README
     card_json.write_text(json.dumps({**results, "training": training_info}, indent=2, allow_nan=False) + "\n")
-    readme.write_text(render_model_card(results, training_info, figure=figure))
+    readme.write_text(render_model_card(results, training_info, figure=figure, notes=notes))
     return card_json, readme
 
 
