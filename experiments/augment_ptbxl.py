@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val_fraction", type=float, default=None, help=preset_help("val_fraction", "fraction of validation patients that choose checkpoints"))
 
     syn = parser.add_argument_group("synthetic ECGs")
-    syn.add_argument("--model", default="ptbxl-lite", help="the generator: DiffuSETSPipeline name or folder (its model card must list its training folds)")
+    syn.add_argument("--model", default="ptbxl-base", help="the generator: DiffuSETSPipeline name or folder (its model card must list its training folds)")
     syn.add_argument("--scheduler", default="dpmsolver++", help="sampler: dpmsolver++, ddim or ddpm")
     syn.add_argument("--num_inference_steps", type=int, default=None, help=preset_help("num_inference_steps", "denoising steps"))
     syn.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")

@@ -285,7 +285,7 @@ class ExperimentConfig:
     lr: float = 1e-2
     patience: int | None = 5
     val_fraction: float = 1.0
-    model: str = "ptbxl-lite"
+    model: str = "ptbxl-base"
     scheduler: str = "dpmsolver++"
     num_inference_steps: int = 25
     pool_per_class: int = 2000
