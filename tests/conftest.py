@@ -32,7 +32,7 @@ class HashTextEncoder(TextEncoder):
     def embedding_dim(self) -> int:
         return self.dim
 
-    def _encode(self, texts):
+    def _encode(self, texts, show_progress=False):
         self.calls.extend(texts)
         seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little") for t in texts]
         return np.stack([np.random.default_rng(s).standard_normal(self.dim) for s in seeds]).astype(np.float32)

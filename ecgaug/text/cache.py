@@ -104,7 +104,7 @@ class CachedTextEncoder(TextEncoder):
         if not description.exists():
             _write_atomically(description, lambda file: file.write(json.dumps({"name": self.name}, indent=2).encode() + b"\n"))
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         vectors: dict[str, np.ndarray] = {}
         misses: list[str] = []
         for text in dict.fromkeys(texts):  # distinct texts, in order
@@ -115,7 +115,7 @@ class CachedTextEncoder(TextEncoder):
                 vectors[text] = vector
         self.num_loaded += len(vectors)
         if misses:
-            computed = self.encoder.encode(misses).numpy()
+            computed = self.encoder.encode(misses, show_progress=show_progress).numpy()
             self.num_computed += len(misses)
             self._write_description()
             for text, vector in zip(misses, computed):

@@ -59,14 +59,17 @@ class TextEncoder(abc.ABC):
         """Length of each embedding vector."""
 
     @abc.abstractmethod
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """Embed a non-empty list of checked strings; return an array of shape ``(len(texts), embedding_dim)``."""
+    def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """Embed a non-empty list of checked strings; return an array of shape ``(len(texts), embedding_dim)``.
 
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        ``show_progress``: a backend that takes long over many texts may show a progress bar."""
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> torch.Tensor:
         """Embed ``texts``.
 
         Args:
             texts: non-empty strings, embedded as given (no prompt template is applied).
+            show_progress: let a slow backend show a progress bar over many texts.
 
         Returns:
             float32 CPU tensor of shape ``(len(texts), embedding_dim)``, row ``i`` for ``texts[i]``.
@@ -74,7 +77,7 @@ class TextEncoder(abc.ABC):
         texts = check_texts(texts)
         if not texts:
             return torch.empty(0, self.embedding_dim, dtype=torch.float32)
-        embeddings = np.asarray(self._encode(texts), dtype=np.float32)
+        embeddings = np.asarray(self._encode(texts, show_progress=show_progress), dtype=np.float32)
         expected = (len(texts), self.embedding_dim)
         if embeddings.shape != expected:
             raise RuntimeError(f"{type(self).__name__} should return embeddings of shape {expected}, but got {embeddings.shape}.")

@@ -64,13 +64,13 @@ class MiniLMTextEncoder(TextEncoder):
         # TextEncoder.encode checks that the output is (n, 384).
         return SentenceTransformer(str(model_path), device=self.device, local_files_only=True)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         return self.model.encode(
             texts,
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
-            show_progress_bar=len(texts) > 10 * self.batch_size,
+            show_progress_bar=show_progress and len(texts) > 10 * self.batch_size,
         )
 
     def __repr__(self) -> str:

@@ -108,7 +108,7 @@ class OpenAITextEncoder(TextEncoder):
             )
         return self._embedding_dim
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         deadline = math.inf if self.total_timeout is None else time.monotonic() + self.total_timeout
         starts = range(0, len(texts), self.batch_size)
         batches = []

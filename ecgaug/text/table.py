@@ -118,7 +118,7 @@ class TableTextEncoder(TextEncoder):
     def __contains__(self, text: object) -> bool:
         return text in self._row_of_text
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         missing = [text for text in texts if text not in self._row_of_text]
         if missing:
             raise MissingEmbeddingError(

@@ -117,7 +117,7 @@ def embed_reports(reports: list[list[str]], text_encoder) -> tuple[torch.Tensor,
     width = max(len(r) for r in reports)
     distinct = sorted({text for variants in reports for text in variants})
     position = {text: i for i, text in enumerate(distinct)}
-    table = text_encoder.encode([build_prompt(text) for text in distinct])
+    table = text_encoder.encode([build_prompt(text) for text in distinct], show_progress=True)  # minutes on a CPU
     index = torch.tensor([[position[v[k % len(v)]] for k in range(width)] for v in reports], dtype=torch.long)
     return table, index
 
