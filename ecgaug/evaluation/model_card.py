@@ -157,9 +157,9 @@ def _section_training(training: dict | None) -> list[str]:
     return lines + [""]
 
 
-def _ci(values) -> str:
+def _ci(values, digits: int = 3) -> str:
     low, high = values if values else (None, None)
-    return "" if low is None else f" [{_num(low, 3)}, {_num(high, 3)}]"
+    return "" if low is None else f" [{_num(low, digits)}, {_num(high, digits)}]"
 
 
 def _section_summary(results: dict) -> list[str]:
@@ -216,7 +216,7 @@ def _section_heart_rate(results: dict) -> list[str]:
     for name in (default, ddpm, samplers["ddpm_reseeded"]):
         m = hr[name]
         rows.append([_run_label(results, name), _num(m["num_conditions"]), _pct(m["fraction_measurable"]),
-                     _num(m["mae_bpm"], 1) + _ci(m.get("mae_ci")).replace(".000", ""), _num(m["median_ae_bpm"], 1), _num(m["mean_error_bpm"], 1),
+                     _num(m["mae_bpm"], 1) + _ci(m.get("mae_ci"), 1), _num(m["median_ae_bpm"], 1), _num(m["mean_error_bpm"], 1),
                      _num(m["pearson_r"], 2)])
     noise = hr["ddpm_run_to_run"]
     return [
