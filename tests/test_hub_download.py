@@ -95,6 +95,8 @@ def hub(local_folder, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.endpoint)
     monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setenv("HF_TOKEN", "")
+    # CI runs with HF_HUB_OFFLINE=1 (no network); the fake hub is on loopback, so let the client reach it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     yield server
     server.shutdown()
     server.server_close()
