@@ -131,7 +131,7 @@ def _section_training(training: dict | None) -> list[str]:
         "",
         f"PTB-XL is distributed by PhysioNet under the Creative Commons Attribution 4.0 International licence "
         f"(CC BY 4.0, {CC_BY_URL}). Changes made for training: records resampled from 100 Hz to 102.4 Hz, leads "
-        "reordered, reports generated from the SCP statements, heart rates measured with wfdb's GQRS detector. "
+        "reordered, reports generated from the SCP statements, heart rates measured with ecgaug's QRS detector (`ecgaug.data.heart_rate`). "
         "The generated ECGs are outputs of a model trained on this data, not PTB-XL records.",
         "",
         "## Training",
