@@ -16,6 +16,7 @@ import torch
 from ecgaug.data.conditions import record_condition
 from ecgaug.data.folds import check_folds  # re-exported: the evaluation's modules import it from here
 from ecgaug.data.ptbxl import PTBXL, compute_labels, load_scp_statements
+from ecgaug.settings import check_positive_int
 
 __all__ = ["RHYTHM_CLASSES", "SAMPLING_RATE", "SUPERCLASSES", "TestConditions", "check_folds", "check_held_out",
            "load_balanced_conditions", "load_test_conditions"]
@@ -129,8 +130,7 @@ def load_test_conditions(ptbxl_root, test_folds: Sequence[int], num_conditions: 
     Records are drawn in a seeded random order, so the first ``k`` conditions are a random subset too.
     Raises ``ValueError`` if the folds have fewer measurable records.
     """
-    if not (isinstance(num_conditions, (int, np.integer)) and num_conditions > 0):
-        raise ValueError(f"num_conditions should be a positive integer, but got {num_conditions!r}.")
+    check_positive_int("num_conditions", num_conditions)
     dataset = PTBXL(ptbxl_root, folds=check_folds(test_folds, "test_folds"), sampling_rate=SAMPLING_RATE, task="all", progress=show_progress)
     measurable, heart_rates = _measurable(dataset)
     if len(measurable) < num_conditions:

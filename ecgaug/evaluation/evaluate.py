@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgaug.models.modeling_utils import config_to_dict
+from ecgaug.settings import check_positive_int
 from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
 
 from . import metrics
@@ -125,12 +126,6 @@ def _model_description(pipe) -> dict:
     }
 
 
-def _check_positive(**values) -> None:
-    for name, value in values.items():
-        if not (isinstance(value, (int, np.integer)) and value > 0):
-            raise ValueError(f"{name} should be a positive integer, but got {name}={value!r}.")
-
-
 def evaluate_model(
     pipe,
     ptbxl_root,
@@ -173,8 +168,9 @@ def evaluate_model(
     leaked = sorted(set(test_folds) & (set(train_folds) | set(val_folds)))
     if leaked:
         raise ValueError(f"train_folds and val_folds of the classifiers should not include the test folds, but both contain {leaked}.")
-    _check_positive(num_conditions=num_conditions, ddpm_conditions=ddpm_conditions, tstr_per_class=tstr_per_class, dpm_steps=dpm_steps,
-                    ddpm_steps=ddpm_steps, batch_size=batch_size)
+    for name, value in (("num_conditions", num_conditions), ("ddpm_conditions", ddpm_conditions), ("tstr_per_class", tstr_per_class),
+                        ("dpm_steps", dpm_steps), ("ddpm_steps", ddpm_steps), ("batch_size", batch_size)):
+        check_positive_int(name, value)
     if ddpm_conditions > num_conditions:
         raise ValueError(f"ddpm_conditions should be at most num_conditions={num_conditions}, but got ddpm_conditions={ddpm_conditions}.")
 
