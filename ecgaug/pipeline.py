@@ -41,7 +41,7 @@ def list_pretrained() -> list[str]:
 @dataclass
 class DiffuSETSPipelineOutput:
     ecgs: torch.Tensor  # (num_ecgs, 12, num_samples) float32 mV, in the requested lead order and rate
-    latents: torch.Tensor  # (num_ecgs, 4, 128) denoised latents
+    latents: torch.Tensor  # (num_ecgs, latent channels, latent length) denoised latents
 
 
 def _weights_digest(*paths: Path) -> str:
@@ -299,7 +299,7 @@ class DiffuSETSPipeline:
     @torch.no_grad()
     def encode_ecgs(self, ecgs, *, lead_order: str | Sequence[str] = "ptbxl", sampling_rate: float = 100.0,
                     batch_size: int = 64) -> torch.Tensor:
-        """Latents ``(B, 4, 128)`` of real 10 s ECGs ``(B, 12, 10 * sampling_rate)`` in mV (the VAE's posterior mean)."""
+        """Latents ``(B, latent channels, latent length)`` of real 10 s ECGs ``(B, 12, 10 * sampling_rate)`` in mV (the VAE's posterior mean)."""
         leads = resolve_lead_order(lead_order)
         num_samples = int(round(10.0 * sampling_rate))
         ecgs = torch.as_tensor(ecgs, dtype=torch.float32)
@@ -352,7 +352,7 @@ class DiffuSETSPipeline:
             num_inference_steps: sampler steps, 1–1000 (default: 25 for DPM-Solver++, 50 for DDIM, 1000 for DDPM).
             guidance_scale: classifier-free guidance, enabled when > 1 (models trained with condition dropout only).
             generator: one ``torch.Generator``, or a list with one per output ECG (results then do not depend on batching).
-            latents: the starting noise ``(num_ecgs, 4, 128)`` (with ``init_ecgs``: the noise added to their latents).
+            latents: the starting noise ``(num_ecgs, latent channels, latent length)`` (8 x 128 for ptbxl-base) (with ``init_ecgs``: the noise added to their latents).
             lead_order: ``"ptbxl"`` (I, II, III, aVR, aVL, aVF, V1–V6), ``"model"`` (aVF before aVL) or a lead list.
             sampling_rate: of the returned 10 s ECGs, 1–10,000 Hz: 100 → 1000 samples, 500 → 5000, 102.4 → 1024 (native).
             batch_size: ECGs per forward pass (default: 1024 on GPU, 64 on CPU).

@@ -206,7 +206,7 @@ class LatentDistribution:
 
 
 class ECGVAE(PretrainedModelMixin, nn.Module):
-    """Encode 12-lead ECGs ``(B, 12, L)`` in mV to latents ``(B, 4, L / 8)`` and back."""
+    """Encode 12-lead ECGs ``(B, 12, L)`` in mV to latents ``(B, latent_channels, L / 8)`` and back."""
 
     config_class = VAEConfig
 
@@ -233,7 +233,7 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         return LatentDistribution(mean, logvar, self.config.scaling_factor, self._shift(mean))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents ``(B, 4, L / 8)`` → ECG ``(B, 12, L)``."""
+        """Normalised latents ``(B, latent_channels, L / 8)`` → ECG ``(B, 12, L)``."""
         z = latents / self.config.scaling_factor
         shift = self._shift(z)
         ecgs = self.decoder(z + shift if shift is not None else z)
