@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ptbxl", help="PTB-XL folder (ptbxl_database.csv, records100/); not needed with --evaluate_only")
     parser.add_argument("--output_dir", required=True, help="the run folder; rerun the same command to resume")
     parser.add_argument("--quick", action="store_true",
-                        help=f"CPU preset (about 25 min on 2 idle cores with ptbxl-lite): {', '.join(f'{k}={v}' for k, v in QUICK.items())}")  # fmt: skip
+                        help=f"CPU preset (about 20 min on 2 cores with ptbxl-base): {', '.join(f'{k}={v}' for k, v in QUICK.items())}")  # fmt: skip
     stage = parser.add_argument_group("stages")
     stage.add_argument("--evaluate_only", action="store_true", help="only rebuild results.json, table.md and the plots from saved predictions")
     stage.add_argument("--estimate_only", action="store_true", help="prepare the subsets, print the time estimate and stop")
