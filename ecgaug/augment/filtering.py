@@ -154,10 +154,6 @@ def score_cache(
     return scores
 
 
-def _scores_info(fingerprint: str, activation: str, model_name: str | None) -> dict:
-    return {"classifier_fingerprint": fingerprint, "activation": activation, "model_name": model_name}
-
-
 def teacher_scores(
     cache,
     teacher,
@@ -199,9 +195,8 @@ def teacher_scores(
             return stored
     scores = score_cache(cache, model, classes=classes, activation=activation, input_transform=input_transform,
                          batch_size=batch_size, device=device, show_progress=show_progress)  # fmt: skip
-    info = _scores_info(fingerprint, activation, model_name)
-    info["input_transform"] = None if input_transform is None else repr(input_transform)
-    info["classes"] = cache.config.classes
+    info = {"classifier_fingerprint": fingerprint, "activation": activation, "model_name": model_name,
+            "input_transform": None if input_transform is None else repr(input_transform), "classes": cache.config.classes}
     cache.write_annex("scores", name, {"scores": scores}, info, overwrite=overwrite)
     return name
 
