@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["SCHEDULERS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler"]
+__all__ = ["SCHEDULERS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler", "scheduler_name"]
 
 # name → (diffusers class name, extra arguments)
 SCHEDULERS = {
     "ddpm": ("DDPMScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "sde-dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
 }
 # The usual number of steps of each sampler, by diffusers class name. Read only through
 # default_num_inference_steps, which GenerationSettings calls: the one place a default is resolved.
-_DEFAULT_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25}
+_DEFAULT_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25, "UniPCMultistepScheduler": 25}
 # What a sampler takes from the training schedule; everything else keeps each sampler's own default
 # (e.g. its timestep spacing), so a config read back from disk builds the same sampler.
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "clip_sample", "clip_sample_range")
@@ -35,6 +37,15 @@ def default_num_inference_steps(scheduler) -> int:
     return _DEFAULT_STEPS.get(SCHEDULERS.get(name, (name,))[0], 50)
 
 
+def scheduler_name(scheduler) -> str:
+    """The :data:`SCHEDULERS` name of a diffusers scheduler (its class and that name's arguments match), else its class name."""
+    class_name = type(scheduler).__name__
+    for name, (registered, extra) in SCHEDULERS.items():
+        if registered == class_name and all(scheduler.config.get(key) == value for key, value in extra.items()):
+            return name
+    return class_name
+
+
 def published_ddpm_scheduler(**overrides):
     """DiffuSETS' training scheduler: 1000 steps, linear betas from 0.00085 to 0.012."""
     from diffusers import DDPMScheduler
@@ -43,7 +54,7 @@ def published_ddpm_scheduler(**overrides):
 
 
 def make_scheduler(name_or_scheduler, training_config):
-    """A sampler named ``"ddpm"``, ``"ddim"`` or ``"dpmsolver++"`` over the noise schedule of ``training_config``."""
+    """A sampler named in :data:`SCHEDULERS` (e.g. ``"ddpm"``, ``"dpmsolver++"``, ``"unipc"``) over the noise schedule of ``training_config``."""
     import diffusers
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 

@@ -28,7 +28,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ecgaug.schedulers import SCHEDULERS, default_num_inference_steps
+from ecgaug.schedulers import SCHEDULERS, default_num_inference_steps, scheduler_name
 
 __all__ = [
     "AGE_RANGE",
@@ -151,7 +151,7 @@ class GenerationSettings:
 
     @property
     def sampler_name(self) -> str:
-        return self.scheduler if isinstance(self.scheduler, str) else type(self.scheduler).__name__
+        return self.scheduler if isinstance(self.scheduler, str) else scheduler_name(self.scheduler)
 
     @property
     def num_output_samples(self) -> int:

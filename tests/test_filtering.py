@@ -246,24 +246,27 @@ def test_weights_and_transforms_apply_to_real_and_synthetic_items(cache, real):
         AugmentedDataset(TensorDataset(signals, targets), cache, classes=CLASSES, sampling_rate=100, synthetic_weight=-1)
 
 
-def test_cache_key_covers_text_encoder_and_scheduler_and_reads_old_caches(plan, tmp_path):
+def test_cache_key_covers_text_encoder_scheduler_and_precision_and_reads_old_caches(plan, tmp_path):
     from conftest import make_tiny_pipeline
 
     pipeline = make_tiny_pipeline()
     key = generator_key(pipeline)
     assert key["text_encoder"] == pipeline.text_encoder.name and key["scheduler_config"]["_class_name"] == "DPMSolverMultistepScheduler"
+    assert key["precision"] == pipeline.precision
     config = CacheConfig.for_plan(plan, model_id="m", sampler="s", **key)
     again = CacheConfig.from_dict(json.loads(json.dumps(config.to_dict())))
-    assert again.mismatches(config) == [] and {"text_encoder", "scheduler_config"} <= set(config.key_dict())
+    assert again.mismatches(config) == [] and {"text_encoder", "scheduler_config", "precision"} <= set(config.key_dict())
+    pipeline.cpu_decode_dtype = torch.float32 if pipeline.cpu_decode_dtype == torch.bfloat16 else torch.bfloat16
+    assert [d.split(":")[0] for d in config.mismatches(CacheConfig.for_plan(plan, model_id="m", sampler="s", **generator_key(pipeline)))] == ["precision"]
     other = CacheConfig.for_plan(plan, model_id="m", sampler="s", **generator_key(make_tiny_pipeline(scheduler="ddim")))
     assert [d.split(":")[0] for d in config.mismatches(other)] == ["sampler", "scheduler_config"] or \
         [d.split(":")[0] for d in config.mismatches(other)] == ["scheduler_config"]  # fmt: skip
-    assert generator_key(FakeGenerator()) == {"text_encoder": None, "scheduler_config": None}
+    assert generator_key(FakeGenerator()) == {"text_encoder": None, "scheduler_config": None, "precision": None}
 
     # A cache written before the fields were recorded: still read, verified, and resumed by any build.
     cache = make_cache(tmp_path / "old", plan)
     values = json.loads((cache.root / "cache.json").read_text())
-    values.pop("text_encoder"), values.pop("scheduler_config")
+    values.pop("text_encoder"), values.pop("scheduler_config"), values.pop("precision")
     (cache.root / "cache.json").write_text(json.dumps(values))
     old = SyntheticCache(cache.root)
     assert old.verify().finished and old.config.mismatches(config) == [m for m in old.config.mismatches(config) if "text_encoder" not in m]

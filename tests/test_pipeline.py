@@ -2,8 +2,9 @@ import json
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
+from ecgaug.models.modeling_utils import cpu_has_native_bf16
 from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.signal import reorder_leads, resample
 
@@ -45,10 +46,11 @@ def test_lead_order_and_sampling_rate_conversions(tiny_pipeline):
     torch.testing.assert_close(ptbxl_500, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmsolver++", DPMSolverMultistepScheduler)])
+@pytest.mark.parametrize("name,cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmsolver++", DPMSolverMultistepScheduler),
+                                      ("sde-dpmsolver++", DPMSolverMultistepScheduler), ("unipc", UniPCMultistepScheduler)])
 def test_schedulers_swap_and_share_the_noise_schedule(tiny_pipeline, name, cls):
     tiny_pipeline.set_scheduler(name)
-    assert isinstance(tiny_pipeline.scheduler, cls)
+    assert isinstance(tiny_pipeline.scheduler, cls) and tiny_pipeline.sampler_name == name
     assert tiny_pipeline.scheduler.config.beta_end == 0.012 and tiny_pipeline.scheduler.config.num_train_timesteps == 1000
     assert generate(tiny_pipeline, num_inference_steps=4, generator=torch.Generator().manual_seed(0)).shape == (2, 12, 1000)
 
@@ -113,8 +115,16 @@ def test_text_encoder_dimension_must_match_the_unet():
 
 
 def test_bfloat16_decoding_on_cpu_is_close_to_float32(tiny_pipeline):
+    tiny_pipeline.cpu_decode_dtype = torch.float32
+    assert tiny_pipeline.precision == "cpu-float32"
     full = generate(tiny_pipeline, generator=torch.Generator().manual_seed(4))
     tiny_pipeline.cpu_decode_dtype = torch.bfloat16
+    assert tiny_pipeline.precision == "cpu-float32+bf16-decoding"
     fast = generate(tiny_pipeline, generator=torch.Generator().manual_seed(4))
     assert fast.dtype == torch.float32 and not torch.equal(full, fast)
     assert ((fast - full).pow(2).mean() / full.pow(2).mean()).sqrt() < 0.05
+
+
+def test_decoding_defaults_to_bfloat16_where_the_cpu_has_native_bf16():
+    pipe = make_tiny_pipeline()
+    assert pipe.cpu_decode_dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)

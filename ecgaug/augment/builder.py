@@ -286,18 +286,17 @@ def build_settings(generator: ECGGenerator, settings: GenerationSettings | None 
         strength = getattr(settings, "strength", 1.0)
         raise ValueError(f"the plan has seed ECGs, so the build needs settings with strength < 1 (how far the seeds are "
                          f"noised), but got strength={strength:g}; pass GenerationSettings(strength=0.5), say")  # fmt: skip
-    by_class = {class_name: name for name, (class_name, _) in SCHEDULERS.items()}
     if settings is None:
-        return GenerationSettings(scheduler=by_class.get(generator.sampler_name, GenerationSettings.scheduler))
+        own = generator.sampler_name
+        return GenerationSettings(scheduler=own if own in SCHEDULERS else GenerationSettings.scheduler)
     if not isinstance(settings, GenerationSettings):
         raise TypeError(f"settings should be a GenerationSettings, but got {type(settings).__name__}")
     if settings.strength != 1.0 and not seeded:
         raise ValueError(f"a plan without seed ECGs is generated from pure noise (strength 1), but settings have "
                          f"strength={settings.strength:g}; plan with PlanConfig(seed_ecgs=True) to start from real records")  # fmt: skip
-    wanted = SCHEDULERS[settings.scheduler][0] if isinstance(settings.scheduler, str) else type(settings.scheduler).__name__
-    if generator.sampler_name in by_class and generator.sampler_name != wanted:
-        raise ValueError(f"the settings name sampler {settings.sampler_name!r} ({wanted}), but the generator samples with "
-                         f"{generator.sampler_name}; load the generator from the same settings (DiffuSETSPipeline.from_settings)")  # fmt: skip
+    if generator.sampler_name in SCHEDULERS and generator.sampler_name != settings.sampler_name:
+        raise ValueError(f"the settings name sampler {settings.sampler_name!r}, but the generator samples with "
+                         f"{generator.sampler_name!r}; load the generator from the same settings (DiffuSETSPipeline.from_settings)")  # fmt: skip
     return settings
 
 

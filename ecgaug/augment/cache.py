@@ -132,6 +132,7 @@ class CacheConfig:
     text_encoder: str | None = None  # the encoder's name (e.g. "minilm:all-MiniLM-L6-v2"); None: not recorded
     scheduler_config: dict | None = None  # the sampler's full diffusers config (noise schedule, spacing...); None: not recorded
     strength: float = 1.0  # < 1: real-guided (the plan's seed ECGs noised part-way); caches before it was recorded are 1
+    precision: str | None = None  # the generator's arithmetic (e.g. "cpu-float32+bf16-decoding"); None: not recorded
     format: str = CACHE_FORMAT
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     ecgaug_version: str = __version__
@@ -139,11 +140,11 @@ class CacheConfig:
     KEY_FIELDS = (
         "format", "model_id", "sampler", "num_inference_steps", "guidance_scale", "lead_order", "sampling_rate",
         "num_samples", "classes", "num_records", "plan_sha256", "shard_size", "dtype", "text_encoder", "scheduler_config",
-        "strength",
+        "strength", "precision",
     )  # fmt: skip
     # Key fields that caches (and shard parts) written before they were recorded lack: ``None`` there means
     # "not recorded", which matches any value, and ``key_dict`` leaves them out so old parts still match.
-    OPTIONAL_KEY_FIELDS = ("text_encoder", "scheduler_config")
+    OPTIONAL_KEY_FIELDS = ("text_encoder", "scheduler_config", "precision")
 
     def __post_init__(self):
         numbers = {"num_records": int, "num_samples": int, "shard_size": int, "sampling_rate": (int, float),
@@ -187,11 +188,12 @@ class CacheConfig:
         text_encoder: str | None = None,
         scheduler_config: dict | None = None,
         strength: float = 1.0,
+        precision: str | None = None,
     ) -> "CacheConfig":
         """The config of a cache holding ``plan``'s ECGs, 10 s each at ``sampling_rate`` in ``lead_order``.
 
-        ``text_encoder`` and ``scheduler_config`` identify the rest of what makes the ECGs;
-        :func:`generator_key` reads both from a generator (``**generator_key(pipeline)``).
+        ``text_encoder``, ``scheduler_config`` and ``precision`` identify the rest of what makes the ECGs;
+        :func:`generator_key` reads them from a generator (``**generator_key(pipeline)``).
         ``strength`` < 1 (real-guided generation) needs a plan with seed ECGs, and such a plan needs it.
         """
         if plan.has_seeds and not strength < 1.0:
@@ -214,6 +216,7 @@ class CacheConfig:
             text_encoder=text_encoder,
             scheduler_config=scheduler_config,
             strength=float(strength),
+            precision=precision,
         )
 
     @property
@@ -271,10 +274,10 @@ def _json_config(config) -> dict:
 
 
 def generator_key(generator) -> dict:
-    """``{"text_encoder", "scheduler_config"}`` of a generator, for :meth:`CacheConfig.for_plan`.
+    """``{"text_encoder", "scheduler_config", "precision"}`` of a generator, for :meth:`CacheConfig.for_plan`.
 
-    The text encoder's ``name`` and the full config of the generator's ``scheduler`` (``None``
-    where the generator has no such attribute, e.g. a test fake).
+    The text encoder's ``name``, the full config of the generator's ``scheduler`` and its ``precision``
+    (``None`` where the generator has no such attribute, e.g. a test fake).
     """
     encoder = getattr(generator, "text_encoder", None)
     scheduler = getattr(generator, "scheduler", None)
@@ -282,7 +285,8 @@ def generator_key(generator) -> dict:
     if config is not None:
         config = {key: value for key, value in dict(config).items() if not key.startswith("_")}
         config["_class_name"] = type(scheduler).__name__
-    return {"text_encoder": getattr(encoder, "name", None), "scheduler_config": None if config is None else _json_config(config)}
+    return {"text_encoder": getattr(encoder, "name", None), "scheduler_config": None if config is None else _json_config(config),
+            "precision": getattr(generator, "precision", None)}
 
 
 class Problem(NamedTuple):

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from ecgaug.signal import PTBXL_LEADS, limb_lead_residual
 
-__all__ = ["RECOGNITION_THRESHOLD", "bootstrap_ci", "class_recognition", "heart_rate_metrics", "lead_consistency",
+__all__ = ["RECOGNITION_THRESHOLD", "bootstrap_ci", "class_recognition", "heart_rate_metrics", "lead_consistency", "macro_auc",
            "reconstruction_metrics", "rhythm_regularity", "run_to_run"]
 
 RECOGNITION_THRESHOLD = 0.5
@@ -149,7 +149,8 @@ def lead_consistency(ecgs: np.ndarray, lead_order: str | Sequence[str] = "ptbxl"
             "median_residual_mv": float(np.median(residual)) if len(residual) else None}
 
 
-def _macro_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean ROC-AUC over the columns with positives and negatives (NaN if none has both)."""
     aucs = [roc_auc_score(labels[:, k], scores[:, k]) for k in range(labels.shape[1]) if 0 < labels[:, k].sum() < len(labels)]
     return float(np.mean(aucs)) if aucs else float("nan")
 
@@ -179,7 +180,7 @@ def class_recognition(scores: np.ndarray, labels: np.ndarray, classes: Sequence[
             "auc": auc,
         }
     columns = [list(classes).index(name) for name in aucs]
-    ci = bootstrap_ci(lambda rows: _macro_auc(scores[rows][:, columns], labels[rows][:, columns]), len(labels),
+    ci = bootstrap_ci(lambda rows: macro_auc(scores[rows][:, columns], labels[rows][:, columns]), len(labels),
                       num_resamples=num_resamples, seed=seed) if aucs else [None, None]
     return {"per_class": per_class, "macro_auc": float(np.mean(list(aucs.values()))) if aucs else None, "macro_auc_ci": ci,
             "auc_classes": list(aucs)}

