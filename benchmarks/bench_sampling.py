@@ -1,11 +1,18 @@
-"""Seconds per ECG for the published-size DiffuSETS: DDPM with 1000 steps vs DPM-Solver++ with 25.
+"""Sampling cost per ECG of the published-size DiffuSETS, by setting, at batch 4 and 8.
 
-Random weights (timing does not depend on them), text embeddings given directly (both samplers
-embed the same reports once). Whole pipeline: denoising loop + VAE decoding + conversion to
-PTB-XL format (100 Hz). Also printed: the cost of one UNet step and of decoding per ECG (they set
-the ratio: decoding is paid once by both samplers), and DPM-Solver++ with bfloat16 decoding on
-the CPU (``pipe.cpu_decode_dtype``), which is fast where the CPU has bf16 matrix units (AMX).
-Last line: ``speedup: X`` = DDPM-1000 time / DPM-Solver++-25 time, default (float32) pipeline.
+Random weights (timing does not depend on them), text embeddings given directly (every setting
+embeds the same reports once). Printed:
+
+1. Component costs per ECG at each batch size: one UNet step as built (layer by layer), with fused
+   projections (:meth:`ConditionalUNet1D.fuse_projections`, the pipeline's default) and fused under
+   bf16 autocast; one VAE decoding in float32 and in bfloat16 (the pipeline's default on CPUs with
+   native bf16, ``pipe.cpu_decode_dtype``).
+2. Per sampler setting: steps x fused UNet step + decoding at the pipeline's default precision.
+3. Whole pipeline (denoising loop + decoding + conversion to PTB-XL format at 100 Hz), measured at
+   ``--batch_size``: DDPM with 1000 steps (as published) and the package default (``GenerationSettings()``).
+
+Last line: ``speedup: X`` = DDPM-1000 time / default time, same model, batch and precision.
+The side-by-side comparison with the published code itself is ``benchmarks/bench_published.py``.
 
     python benchmarks/bench_sampling.py [--batch_size 8] [--device cuda]
 """
@@ -20,80 +27,107 @@ import torch
 from ecgaug.models import ECGVAE, ConditionalUNet1D
 from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
+from ecgaug.settings import GenerationSettings
+
+SETTINGS = (("ddpm", 1000), ("dpmsolver++", 25), ("dpmsolver++", 10), ("unipc", 10), ("unipc", 8))
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_seconds(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up (allocations, kernel selection)
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.inference_mode()
+def component_costs(pipe: DiffuSETSPipeline, batch_size: int, repeats: int) -> dict[str, float]:
+    """Milliseconds per ECG of one UNet step (as built, fused, fused bf16) and of one decoding (float32, bfloat16)."""
+    cfg, device = pipe.unet.config, pipe.device
+    latents = torch.randn(batch_size, cfg.in_channels, cfg.latent_length, device=device)
+    embeds = torch.randn(batch_size, cfg.text_embed_dim, device=device)
+    patient = torch.tensor([[1.0, 60.0, 70.0]] * batch_size, device=device)
+    timesteps = torch.full((batch_size,), 500, device=device)
+
+    def per_ecg(fn, autocast_dtype=None) -> float:
+        def run():
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                fn()
+        return best_seconds(run, device, repeats) / batch_size * 1000
+
+    step = lambda: pipe.unet(latents, timesteps, embeds, patient)  # noqa: E731
+    decode = lambda: pipe.vae.decode(latents)  # noqa: E731
+    pipe.unet.unfuse_projections()
+    costs = {"unet_step_as_built": per_ecg(step)}
+    pipe.unet.fuse_projections()
+    costs["unet_step_fused"] = per_ecg(step)
+    costs["unet_step_fused_bf16"] = per_ecg(step, torch.bfloat16)
+    costs["decode_float32"] = per_ecg(decode)
+    costs["decode_bfloat16"] = per_ecg(decode, torch.bfloat16)
+    return costs
 
 
 def time_pipeline(pipe: DiffuSETSPipeline, scheduler: str, steps: int, batch_size: int, repeats: int) -> float:
+    """Seconds per ECG of the whole pipeline."""
     pipe.set_scheduler(scheduler)
     embeds = torch.randn(batch_size, pipe.unet.config.text_embed_dim, generator=torch.Generator().manual_seed(0))
     kwargs = dict(prompt_embeds=embeds, age=60.0, sex="F", heart_rate=75.0, num_inference_steps=steps, batch_size=batch_size,
                   generator=torch.Generator().manual_seed(0), show_progress=False)
-    pipe(**{**kwargs, "num_inference_steps": 2})  # warm-up (allocations, kernel selection)
-    if pipe.device.type == "cuda":
-        torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        pipe(**kwargs)
-        if pipe.device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best / batch_size
-
-
-@torch.inference_mode()
-def component_costs(pipe: DiffuSETSPipeline, batch_size: int, repeats: int = 3) -> tuple[float, float]:
-    """Seconds per ECG of one UNet step and of one decoding."""
-    cfg = pipe.unet.config
-    latents = torch.randn(batch_size, cfg.in_channels, cfg.latent_length, device=pipe.device)
-    embeds = torch.randn(batch_size, cfg.text_embed_dim, device=pipe.device)
-    patient = torch.tensor([[1.0, 60.0, 70.0]] * batch_size, device=pipe.device)
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            if pipe.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return min(times) / batch_size
-
-    return best(lambda: pipe.unet(latents, 500, embeds, patient)), best(lambda: pipe._decode(latents))
+    pipe(**{**kwargs, "num_inference_steps": 2})  # warm-up
+    return best_seconds(lambda: pipe(**kwargs), pipe.device, repeats) / batch_size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8, help="batch of the whole-pipeline runs (default 8)")
+    parser.add_argument("--component_batch_sizes", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--ddpm_steps", type=int, default=1000)
-    parser.add_argument("--fast_steps", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per sampler (best is reported)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed whole-pipeline runs per setting (best is reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no_progress", action="store_true", help="accepted for uniformity (no bars are shown)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     training = published_ddpm_scheduler().config
-    pipe = DiffuSETSPipeline(ECGVAE(), ConditionalUNet1D(), make_scheduler("ddpm", training), None,
+    default = GenerationSettings()
+    pipe = DiffuSETSPipeline(ECGVAE(), ConditionalUNet1D(), make_scheduler(default.scheduler, training), None,
                              training_scheduler_config=training, model_id="random-published-size").to(args.device)
-    print(f"device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else platform.processor() or platform.machine()}), "
-          f"threads: {torch.get_num_threads()}, torch {torch.__version__}, batch_size: {args.batch_size}")
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    print(f"device: {args.device} ({device_name}), threads: {torch.get_num_threads()}, torch {torch.__version__}, precision: {pipe.precision}")
     print(f"unet parameters: {pipe.unet.num_parameters / 1e6:.2f} M, vae decoder parameters: "
           f"{sum(p.numel() for p in pipe.vae.decoder.parameters()) / 1e6:.2f} M")
-    step, decode = component_costs(pipe, args.batch_size)
-    print(f"unet step: {step * 1000:.1f} ms/ECG, vae decoding: {decode * 1000:.1f} ms/ECG")
-    if args.device == "cpu":
-        pipe.cpu_decode_dtype = torch.bfloat16
-        fast_bf16 = time_pipeline(pipe, "dpmsolver++", args.fast_steps, args.batch_size, args.repeats)
-        print(f"dpmsolver++ x{args.fast_steps}, bfloat16 decoding: {fast_bf16:.3f} s/ECG "
-              f"(decoding {component_costs(pipe, args.batch_size)[1] * 1000:.1f} ms/ECG)")
-        slow_bf16 = time_pipeline(pipe, "ddpm", args.ddpm_steps, args.batch_size, 1)
-        print(f"ddpm x{args.ddpm_steps}, bfloat16 decoding: {slow_bf16:.3f} s/ECG")
-        print(f"speedup with bfloat16 decoding: {slow_bf16 / fast_bf16:.1f}")
-        pipe.cpu_decode_dtype = torch.float32
-    fast = time_pipeline(pipe, "dpmsolver++", args.fast_steps, args.batch_size, args.repeats)
-    print(f"dpmsolver++ x{args.fast_steps}: {fast:.3f} s/ECG")
+    print(f"default: {default.sampler_name} x{default.num_inference_steps}")
+
+    costs = {batch: component_costs(pipe, batch, repeats=5) for batch in args.component_batch_sizes}
+    print("\n| batch | UNet step as built | UNet step fused | UNet step fused, bf16 | decoding float32 | decoding bfloat16 |  (ms per ECG)")
+    print("|---|---|---|---|---|---|")
+    for batch, c in costs.items():
+        print(f"| {batch} | {c['unet_step_as_built']:.2f} | {c['unet_step_fused']:.2f} | {c['unet_step_fused_bf16']:.2f} | "
+              f"{c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} |")
+
+    decode_key = "decode_bfloat16" if pipe.precision != "cpu-float32" else "decode_float32"
+    print(f"\n| setting | " + " | ".join(f"batch {b}: UNet + decoding = ms/ECG" for b in costs) + " |")
+    print("|---|" + "---|" * len(costs))
+    settings = list(dict.fromkeys([*SETTINGS, (default.sampler_name, default.num_inference_steps)]))
+    for scheduler, steps in settings:
+        cells = [f"{steps * c['unet_step_fused']:.0f} + {c[decode_key]:.0f} = {steps * c['unet_step_fused'] + c[decode_key]:.0f}"
+                 for c in costs.values()]
+        print(f"| {scheduler} x{steps} | " + " | ".join(cells) + " |")
+
+    print(f"\nwhole pipeline, batch {args.batch_size}:")
+    fast = time_pipeline(pipe, default.sampler_name, default.num_inference_steps, args.batch_size, args.repeats)
+    print(f"{default.sampler_name} x{default.num_inference_steps} (default): {fast * 1000:.1f} ms/ECG")
     slow = time_pipeline(pipe, "ddpm", args.ddpm_steps, args.batch_size, 1)
-    print(f"ddpm x{args.ddpm_steps}: {slow:.3f} s/ECG")
+    print(f"ddpm x{args.ddpm_steps}: {slow * 1000:.0f} ms/ECG")
     print(f"speedup: {slow / fast:.1f}")
 
 

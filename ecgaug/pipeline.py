@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ecgaug.models import ECGVAE, ConditionalUNet1D
 from ecgaug.models.modeling_utils import WEIGHTS_NAME, cpu_has_native_bf16
-from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler, scheduler_name
+from ecgaug.schedulers import DEFAULT_SCHEDULER, make_scheduler, published_ddpm_scheduler, scheduler_name
 from ecgaug.settings import DEFAULT_MODEL, GenerationSettings, check_age, check_heart_rate, check_positive_int
 from ecgaug.signal import MODEL_LEADS, MODEL_NUM_SAMPLES, convert_ecg, resolve_lead_order
 
@@ -140,7 +140,7 @@ class DiffuSETSPipeline:
         cls,
         name_or_path: str | os.PathLike = DEFAULT_MODEL,
         *,
-        scheduler: str | SchedulerMixin = "dpmsolver++",
+        scheduler: str | SchedulerMixin = DEFAULT_SCHEDULER,
         text_encoder=None,
         text_cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
@@ -149,7 +149,7 @@ class DiffuSETSPipeline:
 
         Args:
             name_or_path: one of :func:`list_pretrained` or a folder with ``model_index.json``.
-            scheduler: ``"dpmsolver++"`` (default), ``"ddim"``, ``"ddpm"`` or a diffusers scheduler.
+            scheduler: a name of ``ecgaug.schedulers.SCHEDULERS`` (default ``DEFAULT_SCHEDULER``) or a diffusers scheduler.
             text_encoder: an encoder instance, or a dict of options merged onto the encoder named in
                 ``model_index.json`` (one with another ``"type"`` replaces it).
             text_cache_dir: where embeddings are cached on disk (default: none).
@@ -181,7 +181,7 @@ class DiffuSETSPipeline:
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
-        scheduler: str | SchedulerMixin = "dpmsolver++",
+        scheduler: str | SchedulerMixin = DEFAULT_SCHEDULER,
         text_encoder=None,
         text_cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
@@ -268,7 +268,7 @@ class DiffuSETSPipeline:
         return self
 
     def set_scheduler(self, scheduler: str | SchedulerMixin) -> "DiffuSETSPipeline":
-        """Swap the sampler (``"ddpm"``, ``"ddim"``, ``"dpmsolver++"`` or an instance); the noise schedule stays."""
+        """Swap the sampler (a name of ``ecgaug.schedulers.SCHEDULERS`` or an instance); the noise schedule stays."""
         self.scheduler = make_scheduler(scheduler, self.training_scheduler_config)
         return self
 

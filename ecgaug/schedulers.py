@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["SCHEDULERS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler", "scheduler_name"]
+__all__ = ["DEFAULT_SCHEDULER", "SCHEDULERS", "default_num_inference_steps", "published_ddpm_scheduler", "make_scheduler", "scheduler_name"]
 
 # name → (diffusers class name, extra arguments)
 SCHEDULERS = {
@@ -19,6 +19,8 @@ SCHEDULERS = {
     "sde-dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
     "unipc": ("UniPCMultistepScheduler", {}),
 }
+# The package's default sampler; chosen by experiments/sampler_quality.py on validation records (README).
+DEFAULT_SCHEDULER = "dpmsolver++"
 # The usual number of steps of each sampler, by diffusers class name. Read only through
 # default_num_inference_steps, which GenerationSettings calls: the one place a default is resolved.
 _DEFAULT_STEPS = {"DDPMScheduler": 1000, "DDIMScheduler": 50, "DPMSolverMultistepScheduler": 25, "UniPCMultistepScheduler": 25}

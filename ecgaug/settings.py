@@ -28,7 +28,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ecgaug.schedulers import SCHEDULERS, default_num_inference_steps, scheduler_name
+from ecgaug.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, default_num_inference_steps, scheduler_name
 
 __all__ = [
     "AGE_RANGE",
@@ -111,7 +111,7 @@ class GenerationSettings:
     upstream: str | None = None
     revision: str | None = None
     text_encoder: Mapping[str, Any] | None = None
-    scheduler: Any = "dpmsolver++"  # a name of SCHEDULERS or a diffusers SchedulerMixin
+    scheduler: Any = DEFAULT_SCHEDULER  # a name of SCHEDULERS or a diffusers SchedulerMixin
     num_inference_steps: int | None = None
     guidance_scale: float = 1.0
     strength: float = 1.0
@@ -251,7 +251,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool
                             "--upstream repository's own")
     group.add_argument("--request_timeout", type=cli_type(lambda v: _check_number("request_timeout", v, 0.001, 3600, " s")),
                        default=None, help="OpenAI text encoder: seconds per request before it is retried (default 60)")
-    group.add_argument("--scheduler", default="dpmsolver++", choices=sorted(SCHEDULERS))
+    group.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help=f"sampler (default {DEFAULT_SCHEDULER})")
     group.add_argument("--num_inference_steps", type=cli_type(_settings_check("num_inference_steps"), int), default=None,
                        help="sampler steps, 1–1000 (default: 25 DPM-Solver++, 50 DDIM, 1000 DDPM)")
     group.add_argument("--guidance_scale", type=cli_type(_settings_check("guidance_scale")), default=1.0,

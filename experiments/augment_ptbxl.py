@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ecgaug.augment import CacheMismatchError
 from ecgaug.data.folds import parse_folds
+from ecgaug.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 # The experiment's package, experiments/scarcity/, sits beside this script, whose folder Python puts on sys.path.
 from scarcity.config import ARM_NAMES, DEFAULT_ARMS, FULL, QUICK, ExperimentConfig, make_arms, make_regimes, sweep_arms
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     syn = parser.add_argument_group("synthetic ECGs")
     syn.add_argument("--model", default="ptbxl-base", help="the generator: DiffuSETSPipeline name or folder (its model card must list its training folds)")
-    syn.add_argument("--scheduler", default="dpmsolver++", help="sampler: dpmsolver++, ddim or ddpm")
-    syn.add_argument("--num_inference_steps", type=int, default=None, help=preset_help("num_inference_steps", "denoising steps"))
+    syn.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help=f"sampler (default {DEFAULT_SCHEDULER})")
+    syn.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: the sampler's)")
     syn.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance, enabled when > 1")
     syn.add_argument("--pool_per_class", type=int, default=None, help=preset_help("pool_per_class", "synthetic ECGs per class in the run's pool"))
     syn.add_argument("--pool_seed", type=int, default=0, help="seed of the pool's plan")
@@ -161,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ExperimentConfig, argpars
         train_folds=args.train_folds, val_folds=args.val_folds, test_folds=args.test_folds, regimes=regimes, arms=arms,
         seeds=list(values["seeds"]), rare_classes=args.rare_classes, num_rare_classes=args.num_rare_classes, epochs=values["epochs"],
         batch_size=values["batch_size"], lr=values["lr"], patience=values["patience"] or None, val_fraction=values["val_fraction"],
-        model=args.model, scheduler=args.scheduler, num_inference_steps=values["num_inference_steps"],
+        model=args.model, scheduler=args.scheduler, num_inference_steps=args.num_inference_steps,
         pool_per_class=values["pool_per_class"], pool_seed=args.pool_seed, generation_batch_size=args.generation_batch_size,
         n_bootstrap=values["n_bootstrap"], sweep=args.sweep, device=args.device, num_workers=args.num_workers,
         num_threads=args.num_threads, progress=not args.no_progress, reference=not (args.no_reference or args.sweep),

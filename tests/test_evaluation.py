@@ -34,7 +34,7 @@ TRAINING = {
 }
 # 120 fixture records: folds 9+10 hold every figure code, fold 8 every superclass (for early stopping).
 CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", "--num_conditions", "6", "--ddpm_conditions", "3",
-            "--tstr_per_class", "4", "--tstr_epochs", "1", "--dpm_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1",
+            "--tstr_per_class", "4", "--tstr_epochs", "1", "--num_inference_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1",
             "--classifier_batch_size", "16", "--batch_size", "4", "--seed", "0", "--device", "cpu", "--no_progress"]
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ecgaug.data.folds import parse_folds
+from ecgaug.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 FIGURE_NAME = "generated_vs_real.png"
 
@@ -30,7 +31,8 @@ def register(subparsers) -> None:
                         help="the first N conditions are also generated twice with DDPM (about 40x slower; default 64)")
     parser.add_argument("--tstr_per_class", type=int, default=300, help="training-fold conditions per superclass for TSTR/TRTR (default 300)")
     parser.add_argument("--tstr_epochs", type=int, default=10, help="epochs of the TSTR/TRTR classifiers (default 10)")
-    parser.add_argument("--dpm_steps", type=int, default=25, help="DPM-Solver++ steps (default 25)")
+    parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help=f"the sampler under test (default {DEFAULT_SCHEDULER})")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="its steps (default: the sampler's)")
     parser.add_argument("--ddpm_steps", type=int, default=1000, help="DDPM steps (default 1000, as trained)")
     parser.add_argument("--classifier_epochs", type=int, default=5, help="epochs of the recognition classifier (default 5)")
     parser.add_argument("--classifier_batch_size", type=int, default=128, help="batch size of the recognition classifier (default 128)")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_model(
         pipe, args.ptbxl, test_folds=args.test_folds, train_folds=args.train_folds, val_folds=args.val_folds,
         num_conditions=args.num_conditions, ddpm_conditions=args.ddpm_conditions, tstr_per_class=args.tstr_per_class, seed=args.seed,
-        work_dir=args.work_dir, dpm_steps=args.dpm_steps, ddpm_steps=args.ddpm_steps, classifier_epochs=args.classifier_epochs,
+        work_dir=args.work_dir, scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, ddpm_steps=args.ddpm_steps, classifier_epochs=args.classifier_epochs,
         tstr_epochs=args.tstr_epochs, classifier_batch_size=args.classifier_batch_size, batch_size=args.batch_size,
         show_progress=not args.no_progress,
     )
@@ -69,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
     figure_in_card = None
     if args.figure is not None:
-        pipe.set_scheduler("dpmsolver++")  # the default sampler, with the steps evaluated above
-        figure_generated_vs_real(pipe, args.ptbxl, args.figure, test_folds=args.test_folds, seed=args.seed, num_inference_steps=args.dpm_steps)
+        pipe.set_scheduler(args.scheduler)  # the sampler evaluated above, with its steps
+        figure_generated_vs_real(pipe, args.ptbxl, args.figure, test_folds=args.test_folds, seed=args.seed,
+                                 num_inference_steps=results["settings"]["num_inference_steps"])
         print(f"Figure written to {args.figure}")
         if args.figure.resolve().is_relative_to(args.model_dir.resolve()):
             figure_in_card = args.figure.resolve().relative_to(args.model_dir.resolve()).as_posix()

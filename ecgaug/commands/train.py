@@ -92,7 +92,7 @@ def run_unet(args) -> int:
 
     from ecgaug.models import ECGVAE
     from ecgaug.pipeline import DiffuSETSPipeline
-    from ecgaug.schedulers import make_scheduler
+    from ecgaug.schedulers import DEFAULT_SCHEDULER, make_scheduler
     from ecgaug.text.encoders import get_text_encoder
     from ecgaug.training.conditions import from_ptbxl
     from ecgaug.training.loop import distributed_context
@@ -108,7 +108,7 @@ def run_unet(args) -> int:
         return 0
     if distributed_context().is_main:
         training = scheduler_for_trained_models().config
-        pipe = DiffuSETSPipeline(vae.cpu(), unet.cpu(), make_scheduler("dpmsolver++", training), text_encoder,
+        pipe = DiffuSETSPipeline(vae.cpu(), unet.cpu(), make_scheduler(DEFAULT_SCHEDULER, training), text_encoder,
                                  training_scheduler_config=training, info={"name": args.name})
         vae_summary = args.vae / "vae_summary.json"
         training_info = {

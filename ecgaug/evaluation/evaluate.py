@@ -35,7 +35,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgaug.models.modeling_utils import config_to_dict
-from ecgaug.settings import check_positive_int
+from ecgaug.schedulers import DEFAULT_SCHEDULER
+from ecgaug.settings import GenerationSettings, check_positive_int
 from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
 
 from . import metrics
@@ -138,7 +139,8 @@ def evaluate_model(
     ddpm_conditions: int = 64,
     tstr_per_class: int = 300,
     seed: int = 0,
-    dpm_steps: int = 25,
+    scheduler: str = DEFAULT_SCHEDULER,
+    num_inference_steps: int | None = None,
     ddpm_steps: int = 1000,
     classifier_epochs: int = 5,
     tstr_epochs: int = 10,
@@ -158,7 +160,8 @@ def evaluate_model(
         ddpm_conditions: the first this many are also generated twice with DDPM (the noise floor).
         tstr_per_class: training-fold conditions per superclass for TSTR (and the real records of TRTR).
         seed: seeds the draws, the per-condition generators and the classifiers.
-        dpm_steps, ddpm_steps: sampler steps of the default sampler (DPM-Solver++) and of DDPM.
+        scheduler, num_inference_steps: the sampler under test (default: the package's, with its default steps).
+        ddpm_steps: steps of the DDPM reference.
         classifier_epochs, tstr_epochs, classifier_batch_size: classifier training.
         batch_size: ECGs per forward pass when generating and reconstructing.
     """
@@ -169,16 +172,17 @@ def evaluate_model(
     if leaked:
         raise ValueError(f"train_folds and val_folds of the classifiers should not include the test folds, but both contain {leaked}.")
     for name, value in (("num_conditions", num_conditions), ("ddpm_conditions", ddpm_conditions), ("tstr_per_class", tstr_per_class),
-                        ("dpm_steps", dpm_steps), ("ddpm_steps", ddpm_steps), ("batch_size", batch_size)):
+                        ("ddpm_steps", ddpm_steps), ("batch_size", batch_size)):
         check_positive_int(name, value)
     if ddpm_conditions > num_conditions:
         raise ValueError(f"ddpm_conditions should be at most num_conditions={num_conditions}, but got ddpm_conditions={ddpm_conditions}.")
 
+    num_inference_steps = GenerationSettings(scheduler=scheduler, num_inference_steps=num_inference_steps).num_inference_steps
     started = time.perf_counter()
     timing: dict = {"device": _device_description(pipe.device)}
     settings = {"ptbxl_root": str(ptbxl_root), "test_folds": list(test_folds), "train_folds": list(train_folds), "val_folds": list(val_folds),
                 "num_conditions": num_conditions, "ddpm_conditions": ddpm_conditions, "tstr_per_class": tstr_per_class, "seed": seed,
-                "dpm_steps": dpm_steps, "ddpm_steps": ddpm_steps, "classifier_epochs": classifier_epochs, "tstr_epochs": tstr_epochs,
+                "scheduler": scheduler, "num_inference_steps": num_inference_steps, "ddpm_steps": ddpm_steps, "classifier_epochs": classifier_epochs, "tstr_epochs": tstr_epochs,
                 "batch_size": batch_size}
     device = str(pipe.device)
 
@@ -208,7 +212,7 @@ def evaluate_model(
     timing["vae_reconstruction_s"] = time.perf_counter() - tick
 
     # 2. generation
-    dpm = SamplerRun(f"dpmsolver++_{dpm_steps}", "dpmsolver++", dpm_steps, seed_stream=0)
+    dpm = SamplerRun(f"{scheduler}_{num_inference_steps}", scheduler, num_inference_steps, seed_stream=0)
     ddpm = SamplerRun(f"ddpm_{ddpm_steps}", "ddpm", ddpm_steps, seed_stream=0)
     ddpm_reseeded = SamplerRun(f"ddpm_{ddpm_steps}_reseeded", "ddpm", ddpm_steps, seed_stream=1)
     generated, timing["samplers"] = {}, {}
@@ -240,7 +244,7 @@ def evaluate_model(
     # 4. TSTR and TRTR on the same balanced training-fold conditions
     tick = time.perf_counter()
     balanced = load_balanced_conditions(ptbxl_root, train_folds, tstr_per_class, seed=seed, classes=classes, show_progress=show_progress)
-    synthetic, _ = generate_for_conditions(pipe, balanced, SamplerRun("tstr", "dpmsolver++", dpm_steps, seed_stream=2), seed=seed,
+    synthetic, _ = generate_for_conditions(pipe, balanced, SamplerRun("tstr", scheduler, num_inference_steps, seed_stream=2), seed=seed,
                                            batch_size=batch_size, show_progress=show_progress)
     tstr = {}
     for name, ecgs in (("tstr", synthetic), ("trtr", balanced.signals)):

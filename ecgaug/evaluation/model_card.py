@@ -72,7 +72,7 @@ def _folds(folds) -> str:
 
 
 def _sampler_label(timing_entry: dict) -> str:
-    names = {"dpmsolver++": "DPM-Solver++", "ddpm": "DDPM", "ddim": "DDIM"}
+    names = {"dpmsolver++": "DPM-Solver++", "sde-dpmsolver++": "SDE-DPM-Solver++", "unipc": "UniPC", "ddpm": "DDPM", "ddim": "DDIM"}
     return f"{names.get(timing_entry['scheduler'], timing_entry['scheduler'])}, {timing_entry['num_inference_steps']} steps"
 
 
@@ -113,7 +113,7 @@ def _section_model(results: dict) -> list[str]:
             ["Noise schedule", "–",
              f"DDPM, {schedule.get('num_train_timesteps', 'n/a')} steps, {schedule.get('beta_schedule', 'n/a')} betas "
              f"{schedule.get('beta_start', 'n/a')} → {schedule.get('beta_end', 'n/a')}, {schedule.get('prediction_type', 'epsilon')} "
-             "prediction; default sampler DPM-Solver++ 25 steps"],
+             f"prediction; evaluated with {_sampler_label(results['timing']['samplers'][results['samplers']['default']])}"],
         ],
     )
     return lines + [""]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ecgaug.data.folds import check_folds
+from ecgaug.schedulers import DEFAULT_SCHEDULER
+from ecgaug.settings import GenerationSettings
 
 __all__ = [
     "ARM_NAMES",
@@ -286,8 +288,8 @@ class ExperimentConfig:
     patience: int | None = 5
     val_fraction: float = 1.0
     model: str = "ptbxl-base"
-    scheduler: str = "dpmsolver++"
-    num_inference_steps: int = 25
+    scheduler: str = DEFAULT_SCHEDULER
+    num_inference_steps: int | None = None  # None: the sampler's default, resolved (and saved) on creation
     pool_per_class: int = 2000
     pool_seed: int = 0
     generation_batch_size: int | None = None
@@ -349,6 +351,8 @@ class ExperimentConfig:
             self.rare_classes = list(self.rare_classes)
         if self.classes is not None:
             self.classes = list(self.classes)
+        if self.num_inference_steps is None:
+            self.num_inference_steps = GenerationSettings(scheduler=self.scheduler).num_inference_steps
 
     # ----------------------------------------------------------------------------- derived
     @property
@@ -430,11 +434,11 @@ class ExperimentConfig:
 # 2-core CPU (see experiments/README.md); FULL is the GPU setting.
 FULL: dict[str, Any] = dict(
     classifier="xresnet1d101", fractions=(0.05, 0.1, 0.25, 1.0), rare_k=20, rare_base_fraction=1.0, seeds=(0, 1, 2),
-    epochs=30, batch_size=128, lr=1e-2, patience=5, val_fraction=1.0, pool_per_class=2000, num_inference_steps=25,
+    epochs=30, batch_size=128, lr=1e-2, patience=5, val_fraction=1.0, pool_per_class=2000,
     n_bootstrap=1000, reference_seeds=None,
 )  # fmt: skip
 QUICK: dict[str, Any] = dict(
     classifier="resnet1d_small", fractions=(0.05,), rare_k=20, rare_base_fraction=0.05, seeds=(0, 1, 2), reference_seeds=(0,),
-    epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=300, num_inference_steps=25,
+    epochs=8, batch_size=32, lr=1e-2, patience=None, val_fraction=0.5, pool_per_class=300,
     n_bootstrap=200,
 )  # fmt: skip
