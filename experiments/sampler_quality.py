@@ -27,17 +27,17 @@ import numpy as np
 import torch
 
 from ecgaug.data.folds import parse_folds
-from ecgaug.evaluation import metrics
-from ecgaug.evaluation.classifiers import classify, train_or_load_classifier
-from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SINUS_RHYTHMS, SUPERCLASSES, check_held_out, load_test_conditions
-from ecgaug.evaluation.evaluate import SamplerRun, generate_for_conditions, measure_rhythm
+from ecgaug.evaluation.classifiers import train_or_load_classifier
+from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SUPERCLASSES, check_held_out, load_test_conditions
+from ecgaug.evaluation.evaluate import SamplerRun, generate_for_conditions
+from ecgaug.evaluation.samplers import FIDELITY_METRICS as METRICS
+from ecgaug.evaluation.samplers import compare_runs, per_condition_values
 from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.settings import DEFAULT_MODEL
 
 DEFAULT_CANDIDATES = ("dpmsolver++:25", "dpmsolver++:15", "dpmsolver++:10", "dpmsolver++:10:bf16", "dpmsolver++:8", "unipc:15", "unipc:10",
                       "unipc:10:bf16", "unipc:8", "sde-dpmsolver++:20", "sde-dpmsolver++:10", "ddpm:100")
 REFERENCE, NOISE_FLOOR = "ddpm:1000", "ddpm:1000:reseeded"
-METRICS = ("superclass_auc", "rhythm_auc", "hr_mae_bpm", "sinus_rr_cv", "afib_rr_cv")
 
 
 @dataclass(frozen=True)
@@ -76,58 +76,6 @@ def generate_cached(pipe, conditions, candidate: Candidate, work_dir: Path, seed
     return ecgs.numpy(), seconds
 
 
-def per_condition_values(ecgs: np.ndarray, conditions, superclass_model, rhythm_model) -> dict[str, np.ndarray]:
-    hr, cv = measure_rhythm(ecgs)
-    tensor = torch.from_numpy(ecgs)
-    return {"superclass_scores": classify(superclass_model, tensor), "rhythm_scores": classify(rhythm_model, tensor),
-            "hr_error": np.abs(hr - conditions.heart_rate), "rr_cv": cv}
-
-
-def metric_values(values: dict[str, np.ndarray], conditions, rows: np.ndarray) -> dict[str, float]:
-    """Every metric of METRICS on the conditions at ``rows`` (a bootstrap resample or all)."""
-    rhythm = conditions.rhythm_labels[rows]
-    sinus = rhythm[:, [RHYTHM_CLASSES.index(name) for name in SINUS_RHYTHMS]].any(axis=1)
-    afib = rhythm[:, RHYTHM_CLASSES.index("AFIB")] == 1
-    cv = values["rr_cv"][rows]
-
-    def median(mask):
-        finite = cv[mask & np.isfinite(cv)]
-        return float(np.median(finite)) if len(finite) else float("nan")
-
-    return {
-        "superclass_auc": metrics.macro_auc(values["superclass_scores"][rows], conditions.labels[rows]),
-        "rhythm_auc": metrics.macro_auc(values["rhythm_scores"][rows], rhythm),
-        "hr_mae_bpm": float(np.nanmean(values["hr_error"][rows])),
-        "sinus_rr_cv": median(sinus),
-        "afib_rr_cv": median(afib),
-    }
-
-
-def paired_differences(values: dict, reference: dict, conditions, num_resamples: int, seed: int) -> dict[str, dict]:
-    """Per metric: candidate minus reference, point and percentile 95 % CI over resampled conditions."""
-    everything = np.arange(len(conditions))
-    point_a, point_b = metric_values(values, conditions, everything), metric_values(reference, conditions, everything)
-    rng = np.random.default_rng(seed)
-    draws = {name: [] for name in METRICS}
-    for _ in range(num_resamples):
-        rows = rng.integers(0, len(conditions), len(conditions))
-        a, b = metric_values(values, conditions, rows), metric_values(reference, conditions, rows)
-        for name in METRICS:
-            draws[name].append(a[name] - b[name])
-    out = {}
-    for name in METRICS:
-        d = np.asarray(draws[name])
-        d = d[np.isfinite(d)]
-        out[name] = {"value": point_a[name], "difference": point_a[name] - point_b[name],
-                     "ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if len(d) else [None, None]}
-    return out
-
-
-def within(difference: float, bound: float | None) -> bool | None:
-    """Whether a difference lies within the noise bound; None where either is undefined (e.g. no AF condition)."""
-    return None if bound is None or not np.isfinite(difference) else bool(abs(difference) <= bound)
-
-
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -143,7 +91,7 @@ def plot(results: dict, path: Path) -> None:
         for y, name in enumerate(names):
             d = results["candidates"][name]["vs_reference"][metric]
             low, high = d["ci"]
-            if low is None or not np.isfinite(d["difference"]):
+            if low is None or d["difference"] is None:
                 continue
             color = "tab:green" if results["candidates"][name]["within_noise"][metric] else "tab:red"
             ax.errorbar(d["difference"], y, xerr=[[d["difference"] - low], [high - d["difference"]]], fmt="o", color=color, capsize=3)
@@ -166,7 +114,8 @@ def table(results: dict) -> str:
         for metric in METRICS:
             d = row["vs_reference"][metric]
             mark = {None: "", True: " ✓", False: " ✗"}[None if name == REFERENCE else row["within_noise"][metric]]
-            cells.append(f"{d['value']:.3f}" + ("" if name == REFERENCE else f" ({d['difference']:+.3f}){mark}"))
+            value = "n/a" if d["value"] is None else f"{d['value']:.3f}"
+            cells.append(value + ("" if name == REFERENCE or d["difference"] is None else f" ({d['difference']:+.3f}){mark}"))
         lines.append(f"| {name} | {row['ms_per_ecg']:.0f} | " + " | ".join(cells) + f" | {'' if name == REFERENCE else ('yes' if all(v is not False for v in row['within_noise'].values()) else 'no')} |")
     bounds = ", ".join(f"{m} ±{results['noise_bound'][m]:.3f}" if results["noise_bound"][m] is not None else f"{m} undefined" for m in METRICS)
     return "\n".join(lines) + f"\n\nNoise bound (larger end of the DDPM-1000 run-to-run 95 % CI): {bounds}\n"
@@ -206,18 +155,14 @@ def main() -> None:
         values[spec] = per_condition_values(ecgs, conditions, superclass_model, rhythm_model)
         print(f"{spec}: {seconds[spec] / len(conditions) * 1000:.0f} ms/ECG ({time.perf_counter() - tick:.0f} s)", flush=True)
 
-    reference = values[REFERENCE]
-    compared = {spec: paired_differences(v, reference, conditions, args.num_resamples, args.seed) for spec, v in values.items()}
-    noise = compared[NOISE_FLOOR]
-    noise_bound = {m: max(abs(x) for x in noise[m]["ci"]) if None not in noise[m]["ci"] else None for m in METRICS}
+    comparison = compare_runs(values, conditions, reference=REFERENCE, noise_floor=NOISE_FLOOR, num_resamples=args.num_resamples, seed=args.seed)
     results = {
         "model": pipe.model_id, "folds": args.folds, "num_conditions": len(conditions), "seed": args.seed,
         "device": f"CPU, {torch.get_num_threads()} torch threads" if pipe.device.type == "cpu" else str(pipe.device),
-        "reference": REFERENCE, "noise_floor": NOISE_FLOOR, "noise_bound": noise_bound,
+        "reference": REFERENCE, "noise_floor": NOISE_FLOOR, "noise_bound": comparison["noise_bound"],
         "candidates": {spec: {"scheduler": c.scheduler, "num_inference_steps": c.steps, "bf16_decoding": c.bf16_decoding,
                               "seed_stream": c.seed_stream, "ms_per_ecg": seconds[spec] / len(conditions) * 1000,
-                              "vs_reference": compared[spec],
-                              "within_noise": {m: within(compared[spec][m]["difference"], noise_bound[m]) for m in METRICS}}
+                              "vs_reference": comparison["runs"][spec]["metrics"], "within_noise": comparison["runs"][spec]["within_noise"]}
                        for spec, c in candidates.items()},
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ TRAINING = {
 }
 # 120 fixture records: folds 9+10 hold every figure code, fold 8 every superclass (for early stopping).
 CLI_ARGS = ["--test_folds", "9,10", "--train_folds", "1-7", "--val_folds", "8", "--num_conditions", "6", "--ddpm_conditions", "3",
-            "--tstr_per_class", "4", "--tstr_epochs", "1", "--num_inference_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1",
+            "--tstr_per_class", "4", "--tstr_epochs", "1", "--scheduler", "dpmsolver++", "--num_inference_steps", "3", "--ddpm_steps", "4", "--classifier_epochs", "1",
             "--classifier_batch_size", "16", "--batch_size", "4", "--seed", "0", "--device", "cpu", "--no_progress"]
 
 
@@ -116,6 +116,12 @@ def test_cli_results_have_every_measure_with_valid_ranges(cli_run):
             "class_recognition_macro_auc", "real_class_recognition_macro_auc", "trtr_macro_auc", "reconstruction_ceiling_ratio",
             "vae_pearson_r_min_lead"} <= set(summary)
 
+    # the default sampler against DDPM on DDPM's 3 conditions; every metric present, DDPM against itself exactly 0
+    comparison = results["sampler_comparison"]
+    assert comparison["reference"] == "ddpm_4" and comparison["num_conditions"] == 3
+    assert set(comparison["runs"]) == {"dpmsolver++_3", "ddpm_4", "ddpm_4_reseeded"}
+    assert all(entry["difference"] in (0.0, None) for entry in comparison["runs"]["ddpm_4"]["metrics"].values())
+
     timing = results["timing"]
     assert timing["samplers"]["dpmsolver++_3"]["num_ecgs"] == 6 and timing["samplers"]["ddpm_4"]["num_ecgs"] == 3
     assert all(entry["ecgs_per_second"] > 0 for entry in timing["samplers"].values())
@@ -127,7 +133,7 @@ def test_cli_writes_model_card_and_figure(cli_run, model_dir):
     assert card["training"] == TRAINING and card["summary"] == results["summary"]
     readme = (model_dir / "README.md").read_text()
     for text in ("PTB-XL 1.0.3", "Wagner", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/", "strat_folds 1, 2, 3, 4, 5, 6, 7",
-                 "### Summary", "### Rhythm regularity", "## Notes from the model's authors", "**not** a real model", "### Train on synthetic, test on real", "### Lead consistency",
+                 "### Summary", "### Rhythm regularity", "### Default sampler against DDPM-1000", "## Notes from the model's authors", "**not** a real model", "### Train on synthetic, test on real", "### Lead consistency",
                  "## Limitations", "## Intended use", "![Generated (left) and real (right) ECGs](generated_vs_real.png)",
                  f"{results['model']['unet_parameters']:,}", f"{results['vae_reconstruction']['overall']['rmse_mv']:.3f}",
                  "1.0 h", "8 × 2 processes"):

@@ -41,6 +41,7 @@ from ecgaug.signal import MODEL_NUM_SAMPLES, convert_ecg
 
 from . import metrics
 from .classifiers import classify, train_and_test, train_or_load_classifier
+from .samplers import compare_runs, per_condition_values
 from .conditions import (RHYTHM_CLASSES, SAMPLING_RATE, SINUS_RHYTHMS, SUPERCLASSES, TestConditions, check_folds, check_held_out,
                          load_balanced_conditions, load_test_conditions)
 
@@ -238,6 +239,10 @@ def evaluate_model(
         rhythm_recognition[name] = metrics.class_recognition(classify(rhythm_model, ecgs), run_conditions.rhythm_labels, rhythm_classes, seed=seed)
         consistency[name] = metrics.lead_consistency(ecgs.numpy())
     heart_rate["ddpm_run_to_run"] = metrics.run_to_run(runs[ddpm.name][2], runs[ddpm_reseeded.name][2])
+    # the default sampler against DDPM on the DDPM subset: same conditions, same initial noise (seed stream 0)
+    subset_values = {name: per_condition_values(generated[name][:len(subset)].numpy(), subset, superclass_model, rhythm_model)
+                     for name in (dpm.name, ddpm.name, ddpm_reseeded.name)}
+    sampler_comparison = compare_runs(subset_values, subset, reference=ddpm.name, noise_floor=ddpm_reseeded.name, seed=seed)
     recognition["real_ddpm_subset"] = metrics.class_recognition(real_scores[:len(subset)], subset.labels, classes, seed=seed)
     timing["measurements_s"] = time.perf_counter() - tick
 
@@ -268,6 +273,7 @@ def evaluate_model(
         "rhythm_recognition": rhythm_recognition,
         "tstr": tstr,
         "lead_consistency": consistency,
+        "sampler_comparison": sampler_comparison,
         "timing": timing,
     }
     results["summary"] = summarize(results)

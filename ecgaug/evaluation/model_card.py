@@ -40,12 +40,12 @@ TEXT_ENCODERS = {
 
 # --------------------------------------------------------------------------------------- formatting
 
-def _num(value, digits: int = 2) -> str:
+def _num(value, digits: int = 2, *, signed: bool = False) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return f"{int(value):,}"
-    return f"{float(value):.{digits}f}"
+    return f"{float(value):+.{digits}f}" if signed else f"{float(value):.{digits}f}"
 
 
 def _pct(value) -> str:
@@ -206,6 +206,36 @@ def _run_label(results: dict, name: str) -> str:
     if name == results["samplers"]["default"]:
         return f"{label} (default)"
     return label + (", other seeds" if name == results["samplers"]["ddpm_reseeded"] else "")
+
+
+METRIC_LABELS = {"superclass_auc": "Superclass recognition macro-AUC", "rhythm_auc": "Rhythm recognition macro-AUC",
+                 "hr_mae_bpm": "Heart-rate MAE (bpm)", "sinus_rr_cv": "Median RR CV, sinus", "afib_rr_cv": "Median RR CV, AF"}
+
+
+def _section_sampler_comparison(results: dict) -> list[str]:
+    comparison = results.get("sampler_comparison")
+    if comparison is None:  # results written before the comparison was measured
+        return []
+    default = results["samplers"]["default"]
+    runs, bound = comparison["runs"], comparison["noise_bound"]
+    rows = []
+    for metric, label in METRIC_LABELS.items():
+        mine, reseeded = runs[default]["metrics"][metric], runs[comparison["noise_floor"]]["metrics"][metric]
+        within = runs[default]["within_noise"][metric]
+        rows.append([label, _num(runs[comparison["reference"]]["metrics"][metric]["value"], 3), _num(reseeded["difference"], 3, signed=True),
+                     _num(bound[metric], 3), _num(mine["difference"], 3, signed=True) + _ci(mine["ci"], 3),
+                     {None: "n/a", True: "yes", False: "**no**"}[within]])
+    return [
+        "### Default sampler against DDPM-1000",
+        "",
+        f"On the {comparison['num_conditions']} conditions of the DDPM runs, from the same initial noise: the default sampler's "
+        f"difference to DDPM-1000 (paired, 95 % bootstrap CI), against the noise floor, the larger end of the CI of the "
+        "difference between two DDPM-1000 runs from different noise.",
+        "",
+        *_table(["Metric", "DDPM-1000", "DDPM-1000 reseeded − DDPM-1000", "Noise bound", f"{_run_label(results, default)} − DDPM-1000",
+                 "Within noise"], rows),
+        "",
+    ]
 
 
 def _section_heart_rate(results: dict) -> list[str]:
@@ -388,6 +418,7 @@ def render_model_card(results: dict, training_info: dict | None, *, figure: str 
         *_section_classes(results),
         *_section_tstr(results),
         *_section_lead_consistency(results),
+        *_section_sampler_comparison(results),
         *_section_timing(results),
     ]
     if figure:
