@@ -3,20 +3,21 @@ import numpy as np
 import pytest
 import torch
 
-from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SUPERCLASSES, TestConditions
+from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SUPERCLASSES
+from ecgaug.evaluation.conditions import TestConditions as Conditions  # not collected as a test class
 from ecgaug.evaluation.samplers import FIDELITY_METRICS, compare_runs, fidelity_metrics
 
 
-def _conditions(n: int = 200, seed: int = 0) -> TestConditions:
+def _conditions(n: int = 200, seed: int = 0) -> Conditions:
     rng = np.random.default_rng(seed)
     labels = (rng.random((n, len(SUPERCLASSES))) < 0.3).astype(np.float32)
     rhythm = np.zeros((n, len(RHYTHM_CLASSES)), dtype=np.float32)
     rhythm[np.arange(n), rng.integers(0, len(RHYTHM_CLASSES), n)] = 1  # AFIB, SBRAD, SR or STACH
-    return TestConditions(list(range(n)), ["report"] * n, np.full(n, 60.0), ["M"] * n, rng.uniform(50, 100, n),
+    return Conditions(list(range(n)), ["report"] * n, np.full(n, 60.0), ["M"] * n, rng.uniform(50, 100, n),
                           torch.zeros(n, 12, 1000), labels, list(SUPERCLASSES), rhythm)
 
 
-def _run(conditions: TestConditions, seed: int, *, signal: float = 2.0, hr_error: float = 3.0) -> dict[str, np.ndarray]:
+def _run(conditions: Conditions, seed: int, *, signal: float = 2.0, hr_error: float = 3.0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     afib = conditions.rhythm_labels[:, RHYTHM_CLASSES.index("AFIB")] == 1
     return {"superclass_scores": conditions.labels * signal + rng.normal(size=conditions.labels.shape),
