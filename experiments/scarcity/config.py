@@ -155,9 +155,11 @@ def _check_name(name: str, kind: str) -> None:
 # real records only, which separates the sampler's effect from the synthetic data's). Generative: synthetic,
 # classic_synthetic, and the variants of issue 13 (variants.py): guided (real-guided synthesis from the cell's
 # own rare-class records), filtered and soft (the cell's real classifier as filter / teacher), pretrain
-# (synthetic pretraining, real fine-tuning) and downweighted (synthetic items with a reduced loss weight).
+# (synthetic pretraining, real fine-tuning), downweighted (synthetic items with a reduced loss weight) and
+# filtered_pretrain, the combination of the two synthetic arms with the best validation macro-AUC in both
+# regimes of the first ptbxl-base run (docs/results/scarcity_quick_base: fold 8, never the test fold).
 ARM_NAMES = ("real", "weighted", "classic", "balanced", "synthetic", "classic_synthetic", "guided", "filtered", "soft", "pretrain",
-             "downweighted")  # fmt: skip
+             "downweighted", "filtered_pretrain")  # fmt: skip
 DEFAULT_ARMS = ARM_NAMES
 NON_GENERATIVE_ARMS = ("real", "weighted", "classic", "balanced")
 
@@ -185,6 +187,7 @@ def make_arms(names: Sequence[str], *, synthetic_per_real: float, synthetic_cap:
         "soft": Arm("soft", **synthetic, teacher="soft"),
         "pretrain": Arm("pretrain", **synthetic, pretrain=True),
         "downweighted": Arm("downweighted", **synthetic, synthetic_weight=synthetic_weight),
+        "filtered_pretrain": Arm("filtered_pretrain", **synthetic, teacher="filter", pretrain=True),
     }
     return [presets[name] for name in ARM_NAMES if name in names]
 
