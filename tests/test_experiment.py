@@ -165,7 +165,7 @@ def test_the_generator_model_is_the_model_flag_and_old_run_folders_still_load(tm
 
 
 ALL_ARMS = ("real", "weighted", "classic", "balanced", "synthetic", "classic_synthetic", "guided", "filtered", "soft", "pretrain",
-            "downweighted")  # fmt: skip
+            "downweighted", "filtered_pretrain")  # fmt: skip
 NON_GENERATIVE = ("real", "weighted", "classic", "balanced")
 
 
@@ -210,6 +210,10 @@ def test_new_arms_vs_table_and_reference_row(ptbxl_root, tmp_path):
     assert set(filtered["synthetic"]["filter"]["thresholds"]) == set(results["classes"])
     assert filtered["num_synthetic"] <= plain["num_synthetic"]
     assert (run_dir / "cells" / "fraction_0.5" / "pretrain" / "seed0" / "pretrain" / "best.pt").is_file()
+    # the combination: pretrained on the filtered draw (the same filter, so the same ECGs as `filtered`)
+    combined = cell("fraction_0.5", "filtered_pretrain")
+    assert combined["synthetic"]["filter"] == filtered["synthetic"]["filter"] and combined["num_synthetic"] == filtered["num_synthetic"]
+    assert (run_dir / "cells" / "fraction_0.5" / "filtered_pretrain" / "seed0" / "pretrain" / "best.pt").is_file()
     table = (run_dir / "table.md").read_text()
     assert table.count("*all real records (reference)*") == 3 * 2  # main, per-class AUC and AUPRC tables, each regime
     assert "| fraction_0.5 | guided | vs real" not in table and "vs balanced" in table
