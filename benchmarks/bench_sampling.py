@@ -125,7 +125,7 @@ def main() -> None:
 
     print(f"\nwhole pipeline, batch {args.batch_size}:")
     fast = time_pipeline(pipe, default.sampler_name, default.num_inference_steps, args.batch_size, args.repeats)
-    print(f"{default.sampler_name} x{default.num_inference_steps} (default): {fast * 1000:.1f} ms/ECG")
+    print(f"{default.sampler_name} x{default.num_inference_steps} (default): {fast * 1000:.1f} ms/ECG, {1 / fast:.0f} ECGs/s")
     slow = time_pipeline(pipe, "ddpm", args.ddpm_steps, args.batch_size, 1)
     print(f"ddpm x{args.ddpm_steps}: {slow * 1000:.0f} ms/ECG")
     print(f"speedup: {slow / fast:.1f}")
