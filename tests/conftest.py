@@ -9,7 +9,7 @@ import torch
 
 from ecgaug.models import ECGVAE, ConditionalUNet1D, UNetConfig, VAEConfig
 from ecgaug.pipeline import DiffuSETSPipeline
-from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
+from ecgaug.schedulers import DEFAULT_SCHEDULER, make_scheduler, published_ddpm_scheduler
 from ecgaug.text.encoders import TextEncoder
 
 TINY_VAE = VAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4)
@@ -38,7 +38,7 @@ class HashTextEncoder(TextEncoder):
         return np.stack([np.random.default_rng(s).standard_normal(self.dim) for s in seeds]).astype(np.float32)
 
 
-def make_tiny_pipeline(scheduler: str = "dpmsolver++", seed: int = 0, **unet_overrides) -> DiffuSETSPipeline:
+def make_tiny_pipeline(scheduler: str = DEFAULT_SCHEDULER, seed: int = 0, **unet_overrides) -> DiffuSETSPipeline:
     torch.manual_seed(seed)
     vae = ECGVAE(TINY_VAE)
     unet = ConditionalUNet1D(UNetConfig(**{**TINY_UNET.__dict__, **unet_overrides}))

@@ -143,11 +143,11 @@ def test_torchrun_two_ranks_split_the_plan_and_merge_one_manifest(tmp_path, plan
 def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_pipeline):
     plan = small_plan()
     plan = type(plan)(plan.jobs.iloc[:6], plan.classes)  # 6 jobs: shards of 4 and 2
-    settings = GenerationSettings(num_inference_steps=2, batch_size=3)  # dpmsolver++, the tiny pipeline's sampler
+    settings = GenerationSettings(num_inference_steps=2, batch_size=3)  # the default sampler, the tiny pipeline's
     cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, settings, shard_size=SHARD_SIZE, show_progress=False)
     assert (cache.config.model_id, cache.config.sampler) == ("tiny-test", tiny_pipeline.sampler_name)
     assert cache.config.text_encoder == tiny_pipeline.text_encoder.name
-    assert cache.config.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
+    assert cache.config.scheduler_config["_class_name"] == "UniPCMultistepScheduler"
     jobs = plan.jobs
     direct = tiny_pipeline.generate(jobs["report"].tolist(), jobs["age"].tolist(), jobs["sex"].tolist(), jobs["heart_rate"].tolist(),
                                     num_inference_steps=2, generator=[torch.Generator().manual_seed(int(s)) for s in jobs["seed"]])  # fmt: skip
@@ -160,10 +160,10 @@ def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(
     plan = small_plan()
     fake = FakeGenerator()
     cache, _ = run_build(tmp_path / "fake", plan, fake, shard_size=SHARD_SIZE, show_progress=False)
-    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 25, "the key records the steps run"
-    assert {call[1] for call in fake.calls} == {25}
-    assert build_settings(tiny_pipeline).scheduler == "dpmsolver++"
-    with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*'dpmsolver\\+\\+'"):
+    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 12, "the key records the steps run"
+    assert {call[1] for call in fake.calls} == {12}
+    assert build_settings(tiny_pipeline).scheduler == "unipc"
+    with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*'unipc'"):
         run_build(tmp_path / "ddim", plan, tiny_pipeline, GenerationSettings(scheduler="ddim"), show_progress=False)
     with pytest.raises(ValueError, match="strength 1"):
         run_build(tmp_path / "s", plan, fake, GenerationSettings(strength=0.5), show_progress=False)

@@ -95,7 +95,7 @@ def test_num_samples_repeats_each_condition(tiny_pipeline):
 def test_save_and_from_pretrained_round_trip(tiny_pipeline, tmp_path):
     tiny_pipeline.save_pretrained(tmp_path / "model")
     assert json.loads((tmp_path / "model" / "model_index.json").read_text())["text_encoder"] == {"type": "hash"}
-    loaded = DiffuSETSPipeline.from_pretrained(tmp_path / "model", text_encoder=HashTextEncoder())
+    loaded = DiffuSETSPipeline.from_pretrained(tmp_path / "model", text_encoder=HashTextEncoder(), scheduler=tiny_pipeline.sampler_name)
     assert loaded.model_id.startswith("tiny-test-")
     assert loaded.training_scheduler_config["clip_sample"] is False
     a = generate(tiny_pipeline, generator=torch.Generator().manual_seed(5))

@@ -195,7 +195,7 @@ def test_resuming_a_real_guided_cache_needs_its_seeds(tmp_path):
 def test_the_tiny_pipeline_builds_what_generate_makes_from_the_seeds(tmp_path, tiny_pipeline):
     dataset = SeedDataset()
     plan = seeded_plan(dataset, per_class=1)
-    settings = GenerationSettings(scheduler="dpmsolver++", num_inference_steps=4, strength=0.5, batch_size=8)
+    settings = GenerationSettings(num_inference_steps=4, strength=0.5, batch_size=8)
     cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, settings, seed_dataset=dataset, show_progress=False)
     jobs = plan.jobs
     expected = tiny_pipeline.generate(
