@@ -3,11 +3,13 @@
 Random weights (timing does not depend on them), text embeddings given directly (every setting
 embeds the same reports once). Printed:
 
-1. Component costs per ECG at each batch size: one UNet step as built (layer by layer), with fused
-   projections (:meth:`ConditionalUNet1D.fuse_projections`, the pipeline's default) and fused under
-   bf16 autocast; one VAE decoding in float32 and in bfloat16 (the pipeline's default on CPUs with
-   native bf16, ``pipe.cpu_decode_dtype``).
-2. Per sampler setting: steps x fused UNet step + decoding at the pipeline's default precision.
+1. Component costs per ECG at each batch size: one UNet step as built (layer by layer, the condition
+   recomputed at every step, as the published loop does); with fused projections
+   (:meth:`ConditionalUNet1D.fuse_projections`); fused and with the condition computed once per ECG
+   (:meth:`ConditionalUNet1D.condition_embeddings`): the pipeline's step; the same under bf16 autocast;
+   one VAE decoding in float32 and in bfloat16 (the pipeline's default on CPUs with native bf16,
+   ``pipe.cpu_decode_dtype``).
+2. Per sampler setting: steps x the pipeline's UNet step + decoding at the pipeline's default precision.
 3. Whole pipeline (denoising loop + decoding + conversion to PTB-XL format at 100 Hz), measured at
    ``--batch_size``: DDPM with 1000 steps (as published) and the package default (``GenerationSettings()``).
 
@@ -29,7 +31,7 @@ from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
 from ecgaug.settings import GenerationSettings
 
-SETTINGS = (("ddpm", 1000), ("dpmsolver++", 25), ("dpmsolver++", 10), ("unipc", 10), ("unipc", 8))
+SETTINGS = (("ddpm", 1000), ("dpmsolver++", 25), ("unipc", 15), ("unipc", 12), ("unipc", 10))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -51,7 +53,7 @@ def best_seconds(fn, device: torch.device, repeats: int) -> float:
 
 @torch.inference_mode()
 def component_costs(pipe: DiffuSETSPipeline, batch_size: int, repeats: int) -> dict[str, float]:
-    """Milliseconds per ECG of one UNet step (as built, fused, fused bf16) and of one decoding (float32, bfloat16)."""
+    """Milliseconds per ECG of one UNet step (as built, fused, the pipeline's, its bf16) and of one decoding (float32, bfloat16)."""
     cfg, device = pipe.unet.config, pipe.device
     latents = torch.randn(batch_size, cfg.in_channels, cfg.latent_length, device=device)
     embeds = torch.randn(batch_size, cfg.text_embed_dim, device=device)
@@ -70,7 +72,10 @@ def component_costs(pipe: DiffuSETSPipeline, batch_size: int, repeats: int) -> d
     costs = {"unet_step_as_built": per_ecg(step)}
     pipe.unet.fuse_projections()
     costs["unet_step_fused"] = per_ecg(step)
-    costs["unet_step_fused_bf16"] = per_ecg(step, torch.bfloat16)
+    condition = pipe.unet.condition_embeddings(embeds, patient)
+    pipeline_step = lambda: pipe.unet(latents, timesteps, condition_embeddings=condition)  # noqa: E731
+    costs["unet_step_pipeline"] = per_ecg(pipeline_step)
+    costs["unet_step_pipeline_bf16"] = per_ecg(pipeline_step, torch.bfloat16)
     costs["decode_float32"] = per_ecg(decode)
     costs["decode_bfloat16"] = per_ecg(decode, torch.bfloat16)
     return costs
@@ -108,18 +113,18 @@ def main() -> None:
     print(f"default: {default.sampler_name} x{default.num_inference_steps}")
 
     costs = {batch: component_costs(pipe, batch, repeats=5) for batch in args.component_batch_sizes}
-    print("\n| batch | UNet step as built | UNet step fused | UNet step fused, bf16 | decoding float32 | decoding bfloat16 |  (ms per ECG)")
-    print("|---|---|---|---|---|---|")
+    print("\n| batch | UNet step as built | fused | fused, condition once (pipeline) | pipeline, bf16 | decoding float32 | decoding bfloat16 |  (ms per ECG)")
+    print("|---|---|---|---|---|---|---|")
     for batch, c in costs.items():
-        print(f"| {batch} | {c['unet_step_as_built']:.2f} | {c['unet_step_fused']:.2f} | {c['unet_step_fused_bf16']:.2f} | "
-              f"{c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} |")
+        print(f"| {batch} | {c['unet_step_as_built']:.2f} | {c['unet_step_fused']:.2f} | {c['unet_step_pipeline']:.2f} | "
+              f"{c['unet_step_pipeline_bf16']:.2f} | {c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} |")
 
     decode_key = "decode_bfloat16" if pipe.precision != "cpu-float32" else "decode_float32"
     print(f"\n| setting | " + " | ".join(f"batch {b}: UNet + decoding = ms/ECG" for b in costs) + " |")
     print("|---|" + "---|" * len(costs))
     settings = list(dict.fromkeys([*SETTINGS, (default.sampler_name, default.num_inference_steps)]))
     for scheduler, steps in settings:
-        cells = [f"{steps * c['unet_step_fused']:.0f} + {c[decode_key]:.0f} = {steps * c['unet_step_fused'] + c[decode_key]:.0f}"
+        cells = [f"{steps * c['unet_step_pipeline']:.0f} + {c[decode_key]:.0f} = {steps * c['unet_step_pipeline'] + c[decode_key]:.0f}"
                  for c in costs.values()]
         print(f"| {scheduler} x{steps} | " + " | ".join(cells) + " |")
 

@@ -456,11 +456,13 @@ class DiffuSETSPipeline:
             drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(self.device)
         # Stochastic samplers draw their noise from `generator`; deterministic ones (UniPC) take no generator.
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        with self._autocast():  # what the condition adds to each block: the same at every step
+            condition = self.unet.condition_embeddings(embeds, features, drop if guided else None)
         for t in timesteps:
             model_input = torch.cat([latents, latents]) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             with self._autocast():
-                noise_pred = self.unet(model_input, t, embeds, features, drop_condition=drop if guided else None).float()
+                noise_pred = self.unet(model_input, t, condition_embeddings=condition).float()
             if guided:
                 noise_cond, noise_uncond = noise_pred.chunk(2)
                 noise_pred = noise_uncond + guidance_scale * (noise_cond - noise_uncond)

@@ -1,4 +1,5 @@
 """ConditionalUNet1D.fuse_projections: the same function, faster; never in the weights, undone by training."""
+import pytest
 import torch
 
 from ecgaug.models import ConditionalUNet1D, UNetConfig
@@ -63,3 +64,15 @@ def test_gradients_flow_in_training_mode_after_fusing():
     sample, t, embeds, patient = _inputs(unet)
     unet(sample, t, embeds, patient).square().mean().backward()
     assert unet.down_blocks[0].block.self_attention.to_q.weight.grad is not None
+
+
+@torch.no_grad()
+def test_condition_embeddings_computed_once_give_the_same_steps():
+    unet = _tiny().fuse_projections()
+    sample, t, embeds, patient = _inputs(unet)
+    drop = torch.tensor([False, True, False])
+    once = unet.condition_embeddings(embeds, patient, drop)
+    assert len(once) == len(unet.down_blocks) + 1 + len(unet.up_blocks)
+    torch.testing.assert_close(unet(sample, t, condition_embeddings=once), unet(sample, t, embeds, patient, drop_condition=drop))
+    with pytest.raises(ValueError, match="condition_embeddings"):
+        unet(sample, t)

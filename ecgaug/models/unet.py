@@ -140,7 +140,9 @@ class ConditionInjection(nn.Module):
     """The published cross-attention, computed exactly through its value path.
 
     condition (B, D_cond) → Linear → LayerNorm → to_v → attention's value and output projections
-    → to_out, added to every position. Parameter names match the published value path.
+    → to_out: one vector (B, C) that the block adds to every position. It depends on the condition
+    only, so sampling computes it once per ECG (:meth:`ConditionalUNet1D.condition_embeddings`), not
+    once per step. Parameter names match the published value path.
     """
 
     def __init__(self, channels: int, hidden: int, condition_dim: int):
@@ -160,13 +162,11 @@ class ConditionInjection(nn.Module):
     def unfuse(self) -> None:
         self.fused_weight = self.fused_bias = None
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:  # x: (B, L, C); condition: (B, D_cond)
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:  # (B, D_cond) -> (B, C)
         h = self.condition_normalization(self.value_combiner(condition))
         if self.fused_weight is None or self.training:
-            h = self.to_out(self.out_proj(self.value_proj(self.to_v(h))))
-        else:
-            h = F.linear(h, self.fused_weight, self.fused_bias)  # (B, C)
-        return x + h[:, None, :]
+            return self.to_out(self.out_proj(self.value_proj(self.to_v(h))))
+        return F.linear(h, self.fused_weight, self.fused_bias)
 
 
 class ConditionalBlock(nn.Module):
@@ -188,11 +188,11 @@ class ConditionalBlock(nn.Module):
         self.norm2 = nn.GroupNorm(1, out_channels)
         self.residual = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, condition_embedding: torch.Tensor) -> torch.Tensor:
         h = x + self.time_embedding(timestep)[:, :, None]
         h = self.conv_mid(F.mish(self.norm1(self.conv1(h))))  # (B, mid, L)
         h = h.transpose(1, 2)  # (B, L, mid)
-        h = self.attention_norm(self.condition(self.self_attention(h), condition))
+        h = self.attention_norm(self.self_attention(h) + condition_embedding[:, None, :])
         h = h.transpose(1, 2)
         h = F.mish(self.norm2(self.conv2(h)))  # (B, out, L)
         return h + self.residual(x)  # residual from the input before the time bias
@@ -213,10 +213,10 @@ class Bottleneck(nn.Module):
         self.conv2 = nn.Conv1d(channels, channels, k, padding=k // 2)
         self.norm2 = nn.GroupNorm(1, channels)
 
-    def forward(self, x: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, condition_embedding: torch.Tensor) -> torch.Tensor:
         h = x + self.time_embedding(timestep)[:, :, None]
         h = self.conv1_2(F.mish(self.norm1(self.conv1(h))))
-        h = self.attention_norm(self.condition(self.self_attention(h.transpose(1, 2)), condition)).transpose(1, 2)
+        h = self.attention_norm(self.self_attention(h.transpose(1, 2)) + condition_embedding[:, None, :]).transpose(1, 2)
         h = F.mish(self.norm2(self.conv2(h)))
         return h + x
 
@@ -344,30 +344,53 @@ class ConditionalUNet1D(PretrainedModelMixin, nn.Module):
         self,
         sample: torch.Tensor,
         timestep: torch.Tensor | int,
-        text_embeds: torch.Tensor,
-        patient_features: torch.Tensor,
+        text_embeds: torch.Tensor | None = None,
+        patient_features: torch.Tensor | None = None,
         drop_condition: torch.Tensor | None = None,
+        *,
+        condition_embeddings: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
-        """Predict the noise in ``sample`` ``(B, in_channels, latent_length)``; returns the same shape."""
+        """Predict the noise in ``sample`` ``(B, in_channels, latent_length)``; returns the same shape.
+
+        The condition is ``text_embeds`` + ``patient_features`` (+ ``drop_condition``), or, when sampling,
+        ``condition_embeddings`` computed once from them by :meth:`condition_embeddings`.
+        """
         batch = sample.shape[0]
         timestep = torch.as_tensor(timestep, device=sample.device).long()
         if timestep.ndim == 0:
             timestep = timestep.expand(batch)
-        condition = self.build_condition(text_embeds, patient_features, drop_condition).to(sample.dtype)
+        if condition_embeddings is None:
+            if text_embeds is None or patient_features is None:
+                raise ValueError("Pass text_embeds and patient_features, or condition_embeddings from unet.condition_embeddings(...).")
+            condition_embeddings = self.condition_embeddings(text_embeds, patient_features, drop_condition, dtype=sample.dtype)
+        per_block = iter(condition_embeddings)
 
         h = sample
         skips = []
         for down in self.down_blocks:
-            h = down.block(h, timestep, condition)
+            h = down.block(h, timestep, next(per_block))
             skips.append(h)
             h = down.downsample(h)  # length halves: 128 -> 64 -> ... -> 2
         skips.pop()  # the deepest block's output is not a skip
-        h = self.bottleneck(h, timestep, condition)
+        h = self.bottleneck(h, timestep, next(per_block))
         for i, up in enumerate(self.up_blocks):
             h = up.upsample(h)  # length doubles
             if i > 0:
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = up.block(h, timestep, condition)
+            h = up.block(h, timestep, next(per_block))
         return self.conv_out(h)
+
+    def condition_embeddings(self, text_embeds: torch.Tensor, patient_features: torch.Tensor, drop_condition: torch.Tensor | None = None,
+                             *, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+        """What each block adds for the condition, ``(B, C_block)`` per block (down blocks, bottleneck, up blocks).
+
+        It does not depend on the noisy sample or the timestep: a sampler computes it once and passes it to
+        every step as ``condition_embeddings=``. Arguments as :meth:`build_condition`.
+        """
+        condition = self.build_condition(text_embeds, patient_features, drop_condition)
+        if dtype is not None:
+            condition = condition.to(dtype)
+        blocks = [down.block for down in self.down_blocks] + [self.bottleneck] + [up.block for up in self.up_blocks]
+        return tuple(block.condition(condition) for block in blocks)
 
 
