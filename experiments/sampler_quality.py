@@ -99,7 +99,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(metric)
         ax.set_yticks(range(len(names)), names)
     axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{results['model']}: difference to DDPM-1000 on {results['num_conditions']} fold-{results['folds']} conditions "
+    fig.suptitle(f"{results['model']}: difference to DDPM-1000 on {results['num_conditions']} conditions of fold(s) {', '.join(map(str, results['folds']))} "
                  "(95 % CI; green = within run-to-run noise)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
