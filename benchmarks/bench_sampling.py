@@ -135,7 +135,7 @@ def main() -> None:
               f"{c['unet_step_pipeline_bf16']:.2f} | {c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} |")
 
     decode_key = "decode_bfloat16" if pipe.precision != "cpu-float32" else "decode_float32"
-    print(f"\n| setting | " + " | ".join(f"batch {b}: UNet + decoding = ms/ECG" for b in costs) + " |")
+    print("\n| setting | " + " | ".join(f"batch {b}: UNet + decoding = ms/ECG" for b in costs) + " |")
     print("|---|" + "---|" * len(costs))
     settings = list(dict.fromkeys([*SETTINGS, (default.sampler_name, default.num_inference_steps)]))
     for scheduler, steps in settings:

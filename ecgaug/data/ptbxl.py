@@ -52,6 +52,7 @@ __all__ = [
     "build_heart_rate_cache",
     "build_signal_cache",
     "compute_labels",
+    "database_fingerprint",
     "load_database",
     "load_heart_rates",
     "load_scp_statements",
@@ -152,7 +153,8 @@ def compute_labels(scp_codes: pd.Series, statements: pd.DataFrame, task: str) ->
     return scp_codes.map(lambda codes: sorted({vocabulary[code] for code in codes if code in vocabulary}))
 
 
-def _database_fingerprint(root: Path) -> str:
+def database_fingerprint(root: Path) -> str:
+    """SHA-256 of ``ptbxl_database.csv``: caches derived from the database are keyed on it."""
     return hashlib.sha256((root / "ptbxl_database.csv").read_bytes()).hexdigest()
 
 
@@ -263,7 +265,7 @@ def build_signal_cache(root, sampling_rate: int = 100, *, cache_dir=None, rebuil
     _check_sampling_rate(sampling_rate)
     array_path, index_path, _ = _cache_paths(root, sampling_rate, cache_dir)
     _require_file(root, "ptbxl_database.csv")
-    fingerprint = _database_fingerprint(root)
+    fingerprint = database_fingerprint(root)
     if array_path.parent.is_dir():
         remove_stale_temp_files(array_path.parent, sampling_rate)
     if not rebuild and _signal_cache_is_fresh(array_path, index_path, fingerprint, sampling_rate):
@@ -323,7 +325,7 @@ def build_heart_rate_cache(
     root = Path(root)
     array_path = build_signal_cache(root, sampling_rate, cache_dir=cache_dir, progress=progress)
     _, index_path, rates_path = _cache_paths(root, sampling_rate, cache_dir)
-    fingerprint = _database_fingerprint(root)
+    fingerprint = database_fingerprint(root)
     if not rebuild and _read_heart_rate_cache(rates_path, fingerprint) is not None:
         return rates_path
     ecg_ids = np.asarray(json.loads(index_path.read_text())["ecg_ids"], dtype=np.int64)
@@ -345,7 +347,7 @@ def load_heart_rates(root, sampling_rate: int = 100, *, cache_dir=None, num_work
     Builds the caches on first use (see :func:`build_heart_rate_cache`).
     """
     path = build_heart_rate_cache(root, sampling_rate, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
-    return _read_heart_rate_cache(path, _database_fingerprint(Path(root)))
+    return _read_heart_rate_cache(path, database_fingerprint(Path(root)))
 
 
 class PTBXL(torch.utils.data.Dataset):

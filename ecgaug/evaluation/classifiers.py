@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ecgaug.data.ptbxl import PTBXL
+from ecgaug.data.ptbxl import PTBXL, database_fingerprint
+from ecgaug.models.modeling_utils import build_seeded
 
 from .conditions import SAMPLING_RATE, check_folds
 
@@ -26,16 +27,10 @@ __all__ = ["CLASSIFIER_NAME", "classify", "train_and_test", "train_or_load_class
 CLASSIFIER_NAME = "resnet1d_small"
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _new_model(num_classes: int, seed: int):
     from classifiers import create_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model(CLASSIFIER_NAME, num_classes=num_classes)
+    return build_seeded(seed, create_model, CLASSIFIER_NAME, num_classes=num_classes)
 
 
 def train_or_load_classifier(ptbxl_root, *, train_folds: Sequence[int], val_folds: Sequence[int], work_dir, task: str = "superdiagnostic",
@@ -61,7 +56,7 @@ def train_or_load_classifier(ptbxl_root, *, train_folds: Sequence[int], val_fold
     key = {
         "model": CLASSIFIER_NAME, "task": task, "classes": classes, "sampling_rate": SAMPLING_RATE, "train_folds": list(train_folds),
         "val_folds": list(val_folds), "epochs": epochs, "batch_size": batch_size, "seed": seed,
-        "ptbxl_database_sha256": _file_sha256(Path(ptbxl_root) / "ptbxl_database.csv"),
+        "ptbxl_database_sha256": database_fingerprint(Path(ptbxl_root)),
     }
     folder = Path(work_dir) / f"classifier-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]}"
     record_path = folder / "classifier.json"

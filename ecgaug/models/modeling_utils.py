@@ -21,6 +21,13 @@ WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound="PretrainedModelMixin")
 
 
+def build_seeded(seed: int, factory, *args, **kwargs):
+    """``factory(*args, **kwargs)`` with initial weights that depend only on ``seed`` (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory(*args, **kwargs)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 convolutions run about 2x faster than float32."""
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ecgaug.models import ECGVAE, ConditionalUNet1D, UNetConfig, VAEConfig
+from ecgaug.models.modeling_utils import build_seeded
 from ecgaug.schedulers import published_ddpm_scheduler
 from ecgaug.training.conditions import ConditionedECGs
 from ecgaug.training.loop import TrainingConfig, train
@@ -60,16 +61,9 @@ def scheduler_for_trained_models():
     return published_ddpm_scheduler(clip_sample=False, prediction_type="v_prediction")
 
 
-def _seeded(seed: int, cls, config):
-    """Build a model whose initial weights depend only on ``seed`` (the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return cls(config)
-
-
 def train_vae(data: ConditionedECGs, vae_config: VAEConfig, config: TrainingConfig, *, kl_weight: float = 1e-4) -> tuple[ECGVAE, dict]:
     """Train the VAE on ``data.signals`` and calibrate its latent scaling factor."""
-    model = _seeded(config.seed, ECGVAE, dataclasses.replace(vae_config, scaling_factor=1.0))
+    model = build_seeded(config.seed, ECGVAE, dataclasses.replace(vae_config, scaling_factor=1.0))
 
     def loss_fn(vae, batch, generator):
         x = batch["signal"]
@@ -140,7 +134,7 @@ def train_unet(
     mean, std = encode_latents(vae, data.signals)
     table, text_index = embed_reports(data.reports, text_encoder)
     scheduler = scheduler_for_trained_models()
-    model = _seeded(config.seed, ConditionalUNet1D, unet_config)
+    model = build_seeded(config.seed, ConditionalUNet1D, unet_config)
 
     def loss_fn(unet, batch, generator):
         b, device = batch["latent_mean"].shape[0], batch["latent_mean"].device
