@@ -21,6 +21,15 @@ def test_derived_vae_takes_and_returns_twelve_leads_that_obey_einthoven_and_gold
     torch.testing.assert_close(lead["aVF"], lead["II"] - lead["I"] / 2)
 
 
+@torch.no_grad()
+def test_derived_leads_stay_exact_when_decoding_runs_in_bfloat16():
+    torch.manual_seed(0)
+    vae = ECGVAE(DERIVED).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        decoded = vae.decode(torch.randn(2, 8, 128))
+    assert decoded.dtype == torch.float32 and limb_lead_residual(decoded).max() < 1e-6
+
+
 def test_derived_vae_ignores_the_derived_input_leads():
     torch.manual_seed(0)
     vae = ECGVAE(DERIVED)

@@ -237,7 +237,10 @@ class ECGVAE(PretrainedModelMixin, nn.Module):
         z = latents / self.config.scaling_factor
         shift = self._shift(z)
         ecgs = self.decoder(z + shift if shift is not None else z)
-        return derive_limb_leads(ecgs, source_leads=INDEPENDENT_LEADS, target_leads=MODEL_LEADS) if self.config.derive_limb_leads else ecgs
+        if not self.config.derive_limb_leads:
+            return ecgs
+        # in float32 even when decoding ran in bfloat16, so that the derived leads stay exact in the output
+        return derive_limb_leads(ecgs.float(), source_leads=INDEPENDENT_LEADS, target_leads=MODEL_LEADS)
 
     def _shift(self, like: torch.Tensor) -> torch.Tensor | None:
         if self.config.shift_factor is None:
