@@ -26,7 +26,7 @@ def test_derived_leads_stay_exact_when_decoding_runs_in_bfloat16():
     torch.manual_seed(0)
     vae = ECGVAE(DERIVED).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        decoded = vae.decode(torch.randn(2, 8, 128))
+        decoded = vae.decode(torch.randn(2, DERIVED.latent_channels, 128))
     assert decoded.dtype == torch.float32 and limb_lead_residual(decoded).max() < 1e-6
 
 
