@@ -52,18 +52,21 @@ class Candidate:
 
     @classmethod
     def parse(cls, spec: str) -> "Candidate":
-        scheduler, steps, *flags = spec.split(":")
-        unknown = set(flags) - {"bf16", "reseeded"}
-        if unknown or not steps.isdigit():
+        parts = spec.split(":")
+        if len(parts) < 2 or not parts[1].isdigit() or set(parts[2:]) - {"bf16", "reseeded"}:
             raise argparse.ArgumentTypeError(f"a candidate is scheduler:steps[:bf16][:reseeded], e.g. unipc:10:bf16, but got {spec!r}")
+        scheduler, steps, flags = parts[0], parts[1], set(parts[2:])
         return cls(spec, scheduler, int(steps), "bf16" in flags, 1 if "reseeded" in flags else 0)
 
 
 def generate_cached(pipe, conditions, candidate: Candidate, work_dir: Path, seed: int, show_progress: bool) -> tuple[np.ndarray, float]:
+    """One ECG per condition with ``candidate``'s setting; reused from ``work_dir`` when the same model made it for the same conditions and seed."""
     path = work_dir / "ecgs" / f"{candidate.spec.replace(':', '_')}.npz"
     if path.is_file():
         cached = np.load(path)
-        if list(cached["ecg_ids"]) == list(conditions.ecg_ids):
+        same = (list(cached["ecg_ids"]) == list(conditions.ecg_ids) and str(cached.get("model_id", "")) == pipe.model_id
+                and int(cached.get("seed", -1)) == seed)
+        if same:
             return cached["ecgs"], float(cached["seconds"])
     previous, pipe.cpu_decode_dtype = pipe.cpu_decode_dtype, torch.bfloat16 if candidate.bf16_decoding else torch.float32
     try:
@@ -72,7 +75,7 @@ def generate_cached(pipe, conditions, candidate: Candidate, work_dir: Path, seed
     finally:
         pipe.cpu_decode_dtype = previous
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, ecgs=ecgs.numpy(), seconds=seconds, ecg_ids=np.asarray(conditions.ecg_ids))
+    np.savez(path, ecgs=ecgs.numpy(), seconds=seconds, ecg_ids=np.asarray(conditions.ecg_ids), model_id=pipe.model_id, seed=seed)
     return ecgs.numpy(), seconds
 
 

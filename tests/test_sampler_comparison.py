@@ -54,3 +54,19 @@ def test_the_reference_and_noise_floor_must_be_runs():
     conditions = _conditions(n=20)
     with pytest.raises(ValueError, match="'ddpm'"):
         compare_runs({"x": _run(conditions, 0)}, conditions, reference="ddpm", noise_floor="x")
+
+
+def test_sweep_candidates_parse_and_bad_ones_name_the_format():
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from sampler_quality import Candidate
+
+    candidate = Candidate.parse("unipc:12:bf16")
+    assert (candidate.scheduler, candidate.steps, candidate.bf16_decoding, candidate.seed_stream) == ("unipc", 12, True, 0)
+    assert Candidate.parse("ddpm:1000:reseeded").seed_stream == 1
+    for bad in ("unipc", "unipc:ten", "unipc:12:fp8"):
+        with pytest.raises(argparse.ArgumentTypeError, match="scheduler:steps"):
+            Candidate.parse(bad)
