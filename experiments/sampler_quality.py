@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", type=Candidate.parse, default=[Candidate.parse(c) for c in DEFAULT_CANDIDATES],
                         help=f"scheduler:steps[:bf16][:reseeded]; {REFERENCE} and {NOISE_FLOOR} are always added")
     parser.add_argument("--num_resamples", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the conditions and their noise (another seed: a new validation sample)")
+    parser.add_argument("--classifier_seed", type=int, default=0, help="seeds the measuring classifiers (shared with ecgaug evaluate's)")
     parser.add_argument("--work_dir", required=True, type=Path, help="cached classifiers and generated ECGs")
     parser.add_argument("--output_dir", required=True, type=Path, help="results.json, table.md and sampler_quality.png")
     parser.add_argument("--no_progress", action="store_true")
@@ -146,7 +147,7 @@ def main() -> None:
     check_held_out(pipe.info, args.folds)
     # the cheap candidates first, so their ECGs are cached early
     candidates = {c.spec: c for c in [*args.candidates, Candidate.parse(REFERENCE), Candidate.parse(NOISE_FLOOR)]}
-    common = dict(train_folds=args.train_folds, val_folds=args.classifier_val_folds, work_dir=args.work_dir, seed=args.seed, show_progress=show)
+    common = dict(train_folds=args.train_folds, val_folds=args.classifier_val_folds, work_dir=args.work_dir, seed=args.classifier_seed, show_progress=show)
     superclass_model, _, _ = train_or_load_classifier(args.ptbxl, task="superdiagnostic", classes=SUPERCLASSES, **common)
     rhythm_model, _, _ = train_or_load_classifier(args.ptbxl, task="rhythm", classes=RHYTHM_CLASSES, **common)
     conditions = load_test_conditions(args.ptbxl, args.folds, args.num_conditions, seed=args.seed, classes=SUPERCLASSES, show_progress=show)
