@@ -93,8 +93,8 @@ class GenerationSettings:
         text_encoder: overrides the model's text encoder, as keyword options merged onto its
             spec (e.g. ``{"request_timeout": 30}``); one with a ``"type"`` replaces it
             (``{"type": "table", "path": "ptbxl_text_embed.csv"}``). None: the model's own.
-        scheduler: a name of ``ecgaug.schedulers.SCHEDULERS`` (default ``"unipc"``) or a diffusers scheduler instance.
-        num_inference_steps: sampler steps; None takes the sampler's default (12 UniPC, 25 DPM-Solver++,
+        scheduler: a name of ``ecgaug.schedulers.SCHEDULERS`` (default ``"sde-dpmsolver++"``) or a diffusers scheduler instance.
+        num_inference_steps: sampler steps; None takes the sampler's default (15 SDE-DPM-Solver++, 12 UniPC, 25 DPM-Solver++,
             50 DDIM, 1000 DDPM), resolved here, so ``settings.num_inference_steps`` is what runs.
         guidance_scale: classifier-free guidance, enabled when > 1; finite, ≥ 1.
         strength: with seed ECGs, the fraction of the schedule that is run, in (0, 1]; 1 starts
@@ -253,7 +253,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool
                        default=None, help="OpenAI text encoder: seconds per request before it is retried (default 60)")
     group.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help=f"sampler (default {DEFAULT_SCHEDULER})")
     group.add_argument("--num_inference_steps", type=cli_type(_settings_check("num_inference_steps"), int), default=None,
-                       help="sampler steps, 1–1000 (default: 12 UniPC, 25 DPM-Solver++, 50 DDIM, 1000 DDPM)")
+                       help="sampler steps, 1–1000 (default: 15 SDE-DPM-Solver++, 12 UniPC, 25 DPM-Solver++, 50 DDIM, 1000 DDPM)")
     group.add_argument("--guidance_scale", type=cli_type(_settings_check("guidance_scale")), default=1.0,
                        help="classifier-free guidance, finite, >= 1 (1 = none; models trained with condition dropout only)")
     if seed_ecgs:

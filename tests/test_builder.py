@@ -147,7 +147,8 @@ def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_p
     cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, settings, shard_size=SHARD_SIZE, show_progress=False)
     assert (cache.config.model_id, cache.config.sampler) == ("tiny-test", tiny_pipeline.sampler_name)
     assert cache.config.text_encoder == tiny_pipeline.text_encoder.name
-    assert cache.config.scheduler_config["_class_name"] == "UniPCMultistepScheduler"
+    assert cache.config.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
+    assert cache.config.scheduler_config["algorithm_type"] == "sde-dpmsolver++"
     jobs = plan.jobs
     direct = tiny_pipeline.generate(jobs["report"].tolist(), jobs["age"].tolist(), jobs["sex"].tolist(), jobs["heart_rate"].tolist(),
                                     num_inference_steps=2, generator=[torch.Generator().manual_seed(int(s)) for s in jobs["seed"]])  # fmt: skip
@@ -160,10 +161,10 @@ def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(
     plan = small_plan()
     fake = FakeGenerator()
     cache, _ = run_build(tmp_path / "fake", plan, fake, shard_size=SHARD_SIZE, show_progress=False)
-    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 12, "the key records the steps run"
-    assert {call[1] for call in fake.calls} == {12}
-    assert build_settings(tiny_pipeline).scheduler == "unipc"
-    with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*'unipc'"):
+    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 15, "the key records the steps run"
+    assert {call[1] for call in fake.calls} == {15}
+    assert build_settings(tiny_pipeline).scheduler == "sde-dpmsolver++"
+    with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*'sde-dpmsolver\\+\\+'"):
         run_build(tmp_path / "ddim", plan, tiny_pipeline, GenerationSettings(scheduler="ddim"), show_progress=False)
     with pytest.raises(ValueError, match="strength 1"):
         run_build(tmp_path / "s", plan, fake, GenerationSettings(strength=0.5), show_progress=False)

@@ -251,7 +251,7 @@ def test_cache_key_covers_text_encoder_scheduler_and_precision_and_reads_old_cac
 
     pipeline = make_tiny_pipeline()
     key = generator_key(pipeline)
-    assert key["text_encoder"] == pipeline.text_encoder.name and key["scheduler_config"]["_class_name"] == "UniPCMultistepScheduler"
+    assert key["text_encoder"] == pipeline.text_encoder.name and key["scheduler_config"]["_class_name"] == "DPMSolverMultistepScheduler"
     assert key["precision"] == pipeline.precision
     config = CacheConfig.for_plan(plan, model_id="m", sampler="s", **key)
     again = CacheConfig.from_dict(json.loads(json.dumps(config.to_dict())))

@@ -59,11 +59,12 @@ def test_unknown_patient_values_and_range_ends_are_accepted(tiny_pipeline):
 
 
 def test_default_steps_are_resolved_once_in_the_settings(tiny_pipeline):
-    assert GenerationSettings().num_inference_steps == 12 and GenerationSettings().scheduler == "unipc"
+    assert GenerationSettings().num_inference_steps == 15 and GenerationSettings().scheduler == "sde-dpmsolver++"
+    assert GenerationSettings(scheduler="unipc").num_inference_steps == 12
     assert GenerationSettings(scheduler="dpmsolver++").num_inference_steps == 25
     assert GenerationSettings(scheduler="ddim").num_inference_steps == 50
     assert GenerationSettings(scheduler="ddpm").num_inference_steps == 1000
-    assert GenerationSettings(scheduler=tiny_pipeline.scheduler).num_inference_steps == 12  # an instance: by its class
+    assert GenerationSettings(scheduler=tiny_pipeline.scheduler).num_inference_steps == 15  # an instance: by its name
     assert GenerationSettings(num_inference_steps=7).call_kwargs()["num_inference_steps"] == 7
 
 
@@ -131,7 +132,7 @@ def test_cli_records_the_steps_that_ran_and_refuses_a_bad_seed_ecg(tmp_path, cap
     assert main(["generate", "--report", "sinus rhythm", "--age", "50", "--sex", "M", "--heart_rate", "60",
                  "--out", str(out), "--num_inference_steps", "2"]) == 0
     meta = json.loads((out / "generation.json").read_text())
-    assert meta["num_inference_steps"] == 2 and meta["scheduler"] == "unipc" and meta["strength"] == 1.0
+    assert meta["num_inference_steps"] == 2 and meta["scheduler"] == "sde-dpmsolver++" and meta["strength"] == 1.0
 
     seed = tmp_path / "seed.npy"
     np.save(seed, np.zeros((12, 500), dtype=np.float32))  # 5 s, not 10 s at 100 Hz
