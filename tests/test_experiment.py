@@ -46,11 +46,12 @@ def save_tiny_generator(directory: Path, folds) -> Path:
 
 
 def experiment_args(ptbxl_root, output_dir, generator_dir, *extra):
+    # A fixed sampler, so that the seeded tiny run does not depend on the package default (its filter keeps ECGs).
     return [
         "--ptbxl", str(ptbxl_root), "--output_dir", str(output_dir), "--model", str(generator_dir),
         "--train_folds", "1-7", "--val_folds", "8", "--test_folds", "9", "--classifier", "resnet1d_small",
         "--fractions", "0.5", "1.0", "--rare_k", "2", "--seeds", "0", "1", "--epochs", "1", "--batch_size", "8",
-        "--patience", "0", "--val_fraction", "1.0", "--pool_per_class", "4", "--num_inference_steps", "2",
+        "--patience", "0", "--val_fraction", "1.0", "--pool_per_class", "4", "--scheduler", "dpmsolver++", "--num_inference_steps", "2",
         "--n_bootstrap", "20", "--num_threads", "1", "--no_progress", *extra,
     ]  # fmt: skip
 
