@@ -1,6 +1,7 @@
 import multiprocessing
 import os
 import signal
+import re
 import subprocess
 import sys
 import time
@@ -155,6 +156,16 @@ def test_the_diffusets_pipeline_builds_batch_independent_shards(tmp_path, tiny_p
     cached = np.concatenate([cache.load_shard(0), cache.load_shard(1)]).astype(np.float32)
     np.testing.assert_allclose(cached, direct.numpy(), atol=2e-3, rtol=1e-2)  # float16 storage
     assert cache.verify().finished
+
+
+def test_a_generator_of_other_precision_is_refused(tmp_path, tiny_pipeline):
+    plan = small_plan()
+    plan = type(plan)(plan.jobs.iloc[:2], plan.classes)
+    cache, _ = run_build(tmp_path / "cache", plan, tiny_pipeline, GenerationSettings(num_inference_steps=1), show_progress=False)
+    assert cache.config.precision == tiny_pipeline.precision
+    tiny_pipeline.cpu_decode_dtype = torch.float32 if tiny_pipeline.cpu_decode_dtype == torch.bfloat16 else torch.bfloat16
+    with pytest.raises(CacheMismatchError, match=re.escape(f"precision {cache.config.precision!r}, but the generator uses {tiny_pipeline.precision!r}")):
+        build_cache(cache, tiny_pipeline, show_progress=False)
 
 
 def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(tmp_path, tiny_pipeline):

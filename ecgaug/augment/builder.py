@@ -85,11 +85,10 @@ class BuildResult:
 def check_generator(cache: SyntheticCache, generator: ECGGenerator) -> None:
     """Refuse a generator other than the one that made the cache.
 
-    Compares the model id and sampler name, and the text encoder and full sampler config that
-    :func:`~ecgaug.augment.cache.generator_key` reads from the generator. Either of the last two
-    is compared only where both sides have it: a cache written before they were recorded accepts
-    any, and so does a cache for a generator without ``text_encoder`` / ``scheduler`` attributes
-    (they are not part of :class:`ECGGenerator`).
+    Compares the model id and sampler name, and what :func:`~ecgaug.augment.cache.generator_key`
+    reads from the generator (text encoder, full sampler config, precision). Each of the last three
+    is compared only where both sides have it: a cache written before it was recorded accepts any,
+    and so does a cache for a generator without the attribute (they are not part of :class:`ECGGenerator`).
     """
     config = cache.config
     theirs = (generator.model_id, generator.sampler_name)
@@ -99,21 +98,20 @@ def check_generator(cache: SyntheticCache, generator: ECGGenerator) -> None:
             f"but the generator is model {theirs[0]!r} with sampler {theirs[1]!r}. Use the same model and "
             "scheduler, or build a new cache (another --output_dir, or --overwrite)."
         )
-    key = generator_key(generator)
-    if None not in (config.text_encoder, key["text_encoder"]) and key["text_encoder"] != config.text_encoder:
-        raise CacheMismatchError(
-            f"The cache at {cache.root} holds ECGs made with text encoder {config.text_encoder!r}, but the generator "
-            f"uses {key['text_encoder']!r}. Use the same text encoder, or build a new cache (another --output_dir, or --overwrite)."
-        )
-    if None not in (config.scheduler_config, key["scheduler_config"]) and key["scheduler_config"] != config.scheduler_config:
-        mine, other = config.scheduler_config, key["scheduler_config"]
-        differ = sorted(name for name in set(mine) | set(other) if mine.get(name) != other.get(name))
-        detail = ", ".join(f"{name}: the cache has {mine.get(name)!r}, the generator {other.get(name)!r}" for name in differ[:5])
-        raise CacheMismatchError(
-            f"The cache at {cache.root} holds ECGs of another sampler configuration than the generator's "
-            f"({detail}). Use the same scheduler settings, or build a new cache "
-            "(another --output_dir, or --overwrite)."
-        )
+    # What generator_key reads (text encoder, full sampler config, arithmetic), where both sides recorded it.
+    labels = {"text_encoder": "text encoder", "scheduler_config": "sampler configuration", "precision": "precision"}
+    for name, theirs in generator_key(generator).items():
+        mine = getattr(config, name)
+        if mine is None or theirs is None or mine == theirs:
+            continue
+        if isinstance(mine, dict):
+            differ = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
+            detail = ", ".join(f"{key}: the cache has {mine.get(key)!r}, the generator {theirs.get(key)!r}" for key in differ[:5])
+            problem = f"holds ECGs of another {labels[name]} than the generator's ({detail})"
+        else:
+            problem = f"holds ECGs made with {labels[name]} {mine!r}, but the generator uses {theirs!r}"
+        raise CacheMismatchError(f"The cache at {cache.root} {problem}. Use the same settings, or build a new cache "
+                                 "(another --output_dir, or --overwrite).")
 
 
 def check_seed_dataset(plan: GenerationPlan, seed_dataset) -> None:
