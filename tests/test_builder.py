@@ -1,7 +1,7 @@
 import multiprocessing
 import os
-import signal
 import re
+import signal
 import subprocess
 import sys
 import time
