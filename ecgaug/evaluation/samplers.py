@@ -55,23 +55,21 @@ def fidelity_metrics(values: Mapping[str, np.ndarray], conditions: TestCondition
     }
 
 
-def _paired(values, reference, conditions: TestConditions, num_resamples: int, seed: int) -> dict[str, dict]:
-    everything = np.arange(len(conditions))
-    mine, theirs = fidelity_metrics(values, conditions, everything), fidelity_metrics(reference, conditions, everything)
-    rng = np.random.default_rng(seed)
+def _paired(values, conditions: TestConditions, resamples: list[np.ndarray], reference_point: dict, reference_draws: list[dict]) -> dict[str, dict]:
+    """Per metric: this run minus the reference, on all conditions and (for the CI) on each resample of them."""
+    mine = fidelity_metrics(values, conditions, np.arange(len(conditions)))
     draws = {name: [] for name in FIDELITY_METRICS}
-    for _ in range(num_resamples):
-        rows = rng.integers(0, len(conditions), len(conditions))
-        a, b = fidelity_metrics(values, conditions, rows), fidelity_metrics(reference, conditions, rows)
+    for rows, theirs in zip(resamples, reference_draws):
+        a = fidelity_metrics(values, conditions, rows)
         for name in FIDELITY_METRICS:
-            draws[name].append(a[name] - b[name])
+            draws[name].append(a[name] - theirs[name])
     out = {}
     for name in FIDELITY_METRICS:
         d = np.asarray(draws[name])
         d = d[np.isfinite(d)]
-        difference = mine[name] - theirs[name]
+        difference = mine[name] - reference_point[name]
         out[name] = {"value": metrics._none_if_nan(mine[name]), "difference": metrics._none_if_nan(difference),
-                     "ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if len(d) >= num_resamples // 2 else [None, None]}
+                     "ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if len(d) >= len(resamples) // 2 else [None, None]}
     return out
 
 
@@ -87,7 +85,13 @@ def compare_runs(values_by_run: Mapping[str, Mapping[str, np.ndarray]], conditio
     for name in (reference, noise_floor):
         if name not in values_by_run:
             raise ValueError(f"compare_runs needs a run named {name!r}, but got runs {sorted(values_by_run)}")
-    compared = {name: _paired(values, values_by_run[reference], conditions, num_resamples, seed) for name, values in values_by_run.items()}
+    # One set of resamples, and the reference's metrics on each computed once, for every run: the differences are paired.
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, len(conditions), len(conditions)) for _ in range(num_resamples)]
+    reference_values = values_by_run[reference]
+    reference_point = fidelity_metrics(reference_values, conditions, np.arange(len(conditions)))
+    reference_draws = [fidelity_metrics(reference_values, conditions, rows) for rows in resamples]
+    compared = {name: _paired(values, conditions, resamples, reference_point, reference_draws) for name, values in values_by_run.items()}
     noise = compared[noise_floor]
     bound = {m: max(abs(x) for x in noise[m]["ci"]) if None not in noise[m]["ci"] else None for m in FIDELITY_METRICS}
 
