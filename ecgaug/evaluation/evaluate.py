@@ -225,23 +225,25 @@ def evaluate_model(
 
     # 3. rhythm, recognition and lead consistency of every run, beside the real ECGs of the same conditions
     tick = time.perf_counter()
+    # every run scored once: classifier scores, heart rate and RR-interval CV per condition
     real_hr, real_cv = measure_rhythm(real.numpy())
-    runs = {"real": (conditions, real, real_hr, real_cv)}
-    for run, run_conditions in ((dpm, conditions), (ddpm, subset), (ddpm_reseeded, subset)):
-        runs[run.name] = (run_conditions, generated[run.name], *measure_rhythm(generated[run.name].numpy()))
+    scored = {"real": {"superclass_scores": real_scores, "rhythm_scores": classify(rhythm_model, real), "heart_rate": real_hr, "rr_cv": real_cv}}
+    run_conditions = {"real": conditions, dpm.name: conditions, ddpm.name: subset, ddpm_reseeded.name: subset}
+    for name in (dpm.name, ddpm.name, ddpm_reseeded.name):
+        scored[name] = per_condition_values(generated[name].numpy(), run_conditions[name], superclass_model, rhythm_model)
     heart_rate, rhythm, rhythm_recognition, consistency = {}, {}, {}, {}
     recognition = {"real": real_recognition}  # scored once, in the reconstruction ceiling
-    for name, (run_conditions, ecgs, hr, cv) in runs.items():
+    for name, values in scored.items():
+        these = run_conditions[name]
         if name != "real":
-            heart_rate[name] = metrics.heart_rate_metrics(run_conditions.heart_rate, hr, seed=seed)
-            recognition[name] = metrics.class_recognition(classify(superclass_model, ecgs), run_conditions.labels, classes, seed=seed)
-        rhythm[name] = metrics.rhythm_regularity(cv, run_conditions.rhythm_labels, RHYTHM_CLASSES, groups=RHYTHM_GROUPS, seed=seed)
-        rhythm_recognition[name] = metrics.class_recognition(classify(rhythm_model, ecgs), run_conditions.rhythm_labels, rhythm_classes, seed=seed)
-        consistency[name] = metrics.lead_consistency(ecgs.numpy())
-    heart_rate["ddpm_run_to_run"] = metrics.run_to_run(runs[ddpm.name][2], runs[ddpm_reseeded.name][2])
+            heart_rate[name] = metrics.heart_rate_metrics(these.heart_rate, values["heart_rate"], seed=seed)
+            recognition[name] = metrics.class_recognition(values["superclass_scores"], these.labels, classes, seed=seed)
+        rhythm[name] = metrics.rhythm_regularity(values["rr_cv"], these.rhythm_labels, RHYTHM_CLASSES, groups=RHYTHM_GROUPS, seed=seed)
+        rhythm_recognition[name] = metrics.class_recognition(values["rhythm_scores"], these.rhythm_labels, rhythm_classes, seed=seed)
+        consistency[name] = metrics.lead_consistency((real if name == "real" else generated[name]).numpy())
+    heart_rate["ddpm_run_to_run"] = metrics.run_to_run(scored[ddpm.name]["heart_rate"], scored[ddpm_reseeded.name]["heart_rate"])
     # the default sampler against DDPM on the DDPM subset: same conditions, same initial noise (seed stream 0)
-    subset_values = {name: per_condition_values(generated[name][:len(subset)].numpy(), subset, superclass_model, rhythm_model)
-                     for name in (dpm.name, ddpm.name, ddpm_reseeded.name)}
+    subset_values = {name: {key: value[:len(subset)] for key, value in scored[name].items()} for name in (dpm.name, ddpm.name, ddpm_reseeded.name)}
     sampler_comparison = compare_runs(subset_values, subset, reference=ddpm.name, noise_floor=ddpm_reseeded.name, seed=seed)
     recognition["real_ddpm_subset"] = metrics.class_recognition(real_scores[:len(subset)], subset.labels, classes, seed=seed)
     timing["measurements_s"] = time.perf_counter() - tick

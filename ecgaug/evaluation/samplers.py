@@ -23,7 +23,7 @@ FIDELITY_METRICS = ("superclass_auc", "rhythm_auc", "hr_mae_bpm", "sinus_rr_cv",
 
 
 def per_condition_values(ecgs: np.ndarray, conditions: TestConditions, superclass_model, rhythm_model) -> dict[str, np.ndarray]:
-    """Classifier scores, heart-rate error and RR-interval CV of each generated ECG ``(N, 12, 1000)``."""
+    """Classifier scores, heart rate, its error against the condition and RR-interval CV of each generated ECG ``(N, 12, 1000)``."""
     import torch
 
     from .evaluate import measure_rhythm
@@ -31,7 +31,7 @@ def per_condition_values(ecgs: np.ndarray, conditions: TestConditions, superclas
     hr, cv = measure_rhythm(ecgs)
     tensor = torch.as_tensor(ecgs)
     return {"superclass_scores": classify(superclass_model, tensor), "rhythm_scores": classify(rhythm_model, tensor),
-            "hr_error": np.abs(hr - conditions.heart_rate), "rr_cv": cv}
+            "heart_rate": hr, "hr_error": np.abs(hr - conditions.heart_rate), "rr_cv": cv}
 
 
 def fidelity_metrics(values: Mapping[str, np.ndarray], conditions: TestConditions, rows: np.ndarray) -> dict[str, float]:
