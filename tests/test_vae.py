@@ -1,8 +1,10 @@
-"""The VAE's derived-limb-lead option: networks on I, II, V1-V6, the other four limb leads exact."""
+"""The VAE's derived-limb-lead option (networks on I, II, V1-V6, the other four limb leads exact), and its
+one-row channels-last layout for decoding on CPUs (same numbers as the 1-D layout)."""
 import pytest
 import torch
 
 from ecgaug.models import ECGVAE
+from ecgaug.models import vae as vae_module
 from ecgaug.models.vae import VAEConfig
 from ecgaug.signal import MODEL_LEADS, derive_limb_leads, limb_lead_residual
 
@@ -54,3 +56,20 @@ def test_derive_limb_leads_from_any_order_of_source_leads():
     torch.testing.assert_close(out[:, 6:], x[:, 6:])
     with pytest.raises(ValueError, match="needs leads I and II"):
         derive_limb_leads(x[:, 2:], source_leads=ptbxl[2:])
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: vae_module.Conv1d(16, 32, 3, padding=1),
+    lambda: vae_module.Conv1d(16, 16, 1),
+    lambda: vae_module.Downsample(16),
+    lambda: vae_module.Upsample(16),
+    lambda: vae_module.SelfAttention(16),
+    lambda: vae_module.ResidualBlock(16, 32, norm_num_groups=8),
+])
+def test_decoder_layers_give_the_same_numbers_on_one_row_channels_last_images(make_layer):
+    torch.manual_seed(0)
+    layer = make_layer().eval()
+    x = torch.randn(3, 16, 24)
+    image = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(image).squeeze(2), layer(x), rtol=1e-5, atol=1e-5)
