@@ -18,7 +18,6 @@ from ecgaug.data.folds import parse_folds
 from ecgaug.evaluation import metrics
 from ecgaug.evaluation.classifiers import classify, train_or_load_classifier
 from ecgaug.evaluation.conditions import SAMPLING_RATE, SUPERCLASSES, load_test_conditions
-from ecgaug.evaluation.evaluate import measure_rhythm
 from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.settings import DEFAULT_MODEL
 
@@ -55,7 +54,7 @@ def main() -> None:
                              generator=[torch.Generator().manual_seed(args.seed * 100_003 + i) for i in range(len(records))])
         r = metrics.reconstruction_metrics(seeds.numpy(), ecgs.numpy())["overall"]["pearson"]
         auc = metrics.class_recognition(classify(classifier, ecgs), records.labels, classes)["macro_auc"]
-        hr = metrics.heart_rate_metrics(records.heart_rate, measure_rhythm(ecgs.numpy())[0])["mae_bpm"]
+        hr = metrics.heart_rate_metrics(records.heart_rate, metrics.measure_rhythm(ecgs.numpy(), SAMPLING_RATE)[0])["mae_bpm"]
         print(f"| {strength:g} | {r:.3f} | {auc:.3f} | {hr:.1f} |", flush=True)
 
 

@@ -45,7 +45,7 @@ from .samplers import compare_runs, per_condition_values
 from .conditions import (RHYTHM_CLASSES, SAMPLING_RATE, SINUS_RHYTHMS, SUPERCLASSES, TestConditions, check_folds, check_held_out,
                          load_balanced_conditions, load_test_conditions)
 
-__all__ = ["SamplerRun", "evaluate_model", "generate_for_conditions", "measure_rhythm", "reconstruct", "save_results"]
+__all__ = ["SamplerRun", "evaluate_model", "generate_for_conditions", "reconstruct", "save_results"]
 
 RHYTHM_GROUPS = {"sinus": SINUS_RHYTHMS, "afib": ("AFIB",)}
 
@@ -59,14 +59,6 @@ class SamplerRun:
     scheduler: str
     num_inference_steps: int
     seed_stream: int = 0
-
-
-def measure_rhythm(ecgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Heart rate (bpm) and RR-interval coefficient of variation of ECGs ``(N, 12, 1000)`` (PTB-XL order, 100 Hz); NaN where unmeasurable."""
-    from ecgaug.data.heart_rate import detect_beats, rates_from_beats, rr_cv_from_beats
-
-    beats = detect_beats(np.asarray(ecgs, dtype=np.float32), SAMPLING_RATE)
-    return rates_from_beats(beats, SAMPLING_RATE), rr_cv_from_beats(beats, SAMPLING_RATE)
 
 
 @torch.no_grad()
@@ -226,7 +218,7 @@ def evaluate_model(
     # 3. rhythm, recognition and lead consistency of every run, beside the real ECGs of the same conditions
     tick = time.perf_counter()
     # every run scored once: classifier scores, heart rate and RR-interval CV per condition
-    real_hr, real_cv = measure_rhythm(real.numpy())
+    real_hr, real_cv = metrics.measure_rhythm(real.numpy(), SAMPLING_RATE)
     scored = {"real": {"superclass_scores": real_scores, "rhythm_scores": classify(rhythm_model, real), "heart_rate": real_hr, "rr_cv": real_cv}}
     run_conditions = {"real": conditions, dpm.name: conditions, ddpm.name: subset, ddpm_reseeded.name: subset}
     for name in (dpm.name, ddpm.name, ddpm_reseeded.name):

@@ -11,10 +11,11 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from ecgaug.data.heart_rate import detect_beats, rates_from_beats, rr_cv_from_beats
 from ecgaug.signal import PTBXL_LEADS, limb_lead_residual
 
 __all__ = ["RECOGNITION_THRESHOLD", "bootstrap_ci", "class_recognition", "heart_rate_metrics", "lead_consistency", "macro_auc",
-           "reconstruction_metrics", "rhythm_regularity", "run_to_run"]
+           "measure_rhythm", "reconstruction_metrics", "rhythm_regularity", "run_to_run"]
 
 RECOGNITION_THRESHOLD = 0.5
 NUM_RESAMPLES = 1000
@@ -79,6 +80,12 @@ def reconstruction_metrics(real: np.ndarray, reconstructed: np.ndarray, *, leads
         },
         "num_flat_leads": int((~np.isfinite(pearson)).sum()),
     }
+
+
+def measure_rhythm(ecgs: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Heart rate (bpm) and RR-interval coefficient of variation of each ECG ``(N, leads, L)`` in mV; NaN where unmeasurable."""
+    beats = detect_beats(np.asarray(ecgs, dtype=np.float32), sampling_rate)
+    return rates_from_beats(beats, sampling_rate), rr_cv_from_beats(beats, sampling_rate)
 
 
 def heart_rate_metrics(condition_hr: np.ndarray, generated_hr: np.ndarray, *, seed: int = 0) -> dict:

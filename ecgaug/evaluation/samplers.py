@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import torch
 
 from . import metrics
 from .classifiers import classify
-from .conditions import RHYTHM_CLASSES, SINUS_RHYTHMS, TestConditions
+from .conditions import RHYTHM_CLASSES, SAMPLING_RATE, SINUS_RHYTHMS, TestConditions
 
 __all__ = ["FIDELITY_METRICS", "compare_runs", "fidelity_metrics", "per_condition_values"]
 
@@ -24,11 +25,7 @@ FIDELITY_METRICS = ("superclass_auc", "rhythm_auc", "hr_mae_bpm", "sinus_rr_cv",
 
 def per_condition_values(ecgs: np.ndarray, conditions: TestConditions, superclass_model, rhythm_model) -> dict[str, np.ndarray]:
     """Classifier scores, heart rate, its error against the condition and RR-interval CV of each generated ECG ``(N, 12, 1000)``."""
-    import torch
-
-    from .evaluate import measure_rhythm
-
-    hr, cv = measure_rhythm(ecgs)
+    hr, cv = metrics.measure_rhythm(ecgs, SAMPLING_RATE)
     tensor = torch.as_tensor(ecgs)
     return {"superclass_scores": classify(superclass_model, tensor), "rhythm_scores": classify(rhythm_model, tensor),
             "heart_rate": hr, "hr_error": np.abs(hr - conditions.heart_rate), "rr_cv": cv}
