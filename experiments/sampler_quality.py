@@ -9,11 +9,13 @@ whether it lies within the noise floor (``|difference| <=`` the larger end of th
 CI). Metrics are the model card's: superclass and rhythm recognition (macro-AUC of real-data
 classifiers), heart-rate MAE against the condition, median RR-interval CV in sinus rhythm and in AF.
 
-Generated ECGs are cached per candidate in ``--work_dir``, so adding a candidate reruns only it.
-Validation folds only (default 8): the choice of the default sampler must not see the test fold.
+Generated ECGs are cached per candidate and seed in ``--work_dir``, so adding a candidate or a seed
+reruns only it. Several ``--seeds`` pool independent draws of conditions (and of their noise) into
+one comparison: more conditions, narrower CIs. Validation folds only (default 8): the choice of the
+default sampler must not see the test fold.
 
     python experiments/sampler_quality.py --ptbxl datasets/ptbxl --work_dir runs/sampler_quality \\
-        --output_dir docs/results/sampler_quality
+        --output_dir docs/results/sampler_quality --seeds 0 1
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch
 
 from ecgaug.data.folds import parse_folds
 from ecgaug.evaluation.classifiers import train_or_load_classifier
-from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SUPERCLASSES, check_held_out, load_test_conditions
+from ecgaug.evaluation.conditions import RHYTHM_CLASSES, SUPERCLASSES, TestConditions, check_held_out, load_test_conditions
 from ecgaug.evaluation.evaluate import SamplerRun, generate_for_conditions
 from ecgaug.evaluation.samplers import FIDELITY_METRICS as METRICS
 from ecgaug.evaluation.samplers import compare_runs, per_condition_values
@@ -61,7 +63,7 @@ class Candidate:
 
 def generate_cached(pipe, conditions, candidate: Candidate, work_dir: Path, seed: int, show_progress: bool) -> tuple[np.ndarray, float]:
     """One ECG per condition with ``candidate``'s setting; reused from ``work_dir`` when the same model made it for the same conditions and seed."""
-    path = work_dir / "ecgs" / f"{candidate.spec.replace(':', '_')}.npz"
+    path = work_dir / "ecgs" / f"seed{seed}" / f"{candidate.spec.replace(':', '_')}.npz"
     if path.is_file():
         cached = np.load(path)
         same = (list(cached["ecg_ids"]) == list(conditions.ecg_ids) and str(cached.get("model_id", "")) == pipe.model_id
@@ -103,7 +105,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_yticks(range(len(names)), names)
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle(f"{results['model']}: difference to DDPM-1000 on {results['num_conditions']} conditions of fold(s) {', '.join(map(str, results['folds']))} "
-                 "(95 % CI; green = within run-to-run noise)")
+                 f"(seeds {', '.join(map(str, results['seeds']))}; 95 % CI; green = within run-to-run noise)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -131,11 +133,12 @@ def main() -> None:
     parser.add_argument("--folds", type=parse_folds, default=parse_folds("8"), help="validation folds of the conditions (default 8)")
     parser.add_argument("--train_folds", type=parse_folds, default=parse_folds("1-7"), help="the classifiers' training folds")
     parser.add_argument("--classifier_val_folds", type=parse_folds, default=parse_folds("8"), help="the classifiers' early-stopping folds")
-    parser.add_argument("--num_conditions", type=int, default=512)
+    parser.add_argument("--num_conditions", type=int, default=512, help="conditions per seed")
     parser.add_argument("--candidates", nargs="+", type=Candidate.parse, default=[Candidate.parse(c) for c in DEFAULT_CANDIDATES],
                         help=f"scheduler:steps[:bf16][:reseeded]; {REFERENCE} and {NOISE_FLOOR} are always added")
     parser.add_argument("--num_resamples", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0, help="draws the conditions and their noise (another seed: a new validation sample)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="each draws --num_conditions conditions and their noise (a new validation sample); the draws are pooled")
     parser.add_argument("--classifier_seed", type=int, default=0, help="seeds the measuring classifiers (shared with ecgaug evaluate's)")
     parser.add_argument("--work_dir", required=True, type=Path, help="cached classifiers and generated ECGs")
     parser.add_argument("--output_dir", required=True, type=Path, help="results.json, table.md and sampler_quality.png")
@@ -150,18 +153,21 @@ def main() -> None:
     common = dict(train_folds=args.train_folds, val_folds=args.classifier_val_folds, work_dir=args.work_dir, seed=args.classifier_seed, show_progress=show)
     superclass_model, _, _ = train_or_load_classifier(args.ptbxl, task="superdiagnostic", classes=SUPERCLASSES, **common)
     rhythm_model, _, _ = train_or_load_classifier(args.ptbxl, task="rhythm", classes=RHYTHM_CLASSES, **common)
-    conditions = load_test_conditions(args.ptbxl, args.folds, args.num_conditions, seed=args.seed, classes=SUPERCLASSES, show_progress=show)
+    draws = {seed: load_test_conditions(args.ptbxl, args.folds, args.num_conditions, seed=seed, classes=SUPERCLASSES, show_progress=show)
+             for seed in dict.fromkeys(args.seeds)}
+    conditions = TestConditions.concatenate(list(draws.values()))
 
     values, seconds = {}, {}
     for spec, candidate in candidates.items():
         tick = time.perf_counter()
-        ecgs, seconds[spec] = generate_cached(pipe, conditions, candidate, args.work_dir, args.seed, show)
+        per_draw = [generate_cached(pipe, draw, candidate, args.work_dir, seed, show) for seed, draw in draws.items()]
+        ecgs, seconds[spec] = np.concatenate([e for e, _ in per_draw]), sum(s for _, s in per_draw)
         values[spec] = per_condition_values(ecgs, conditions, superclass_model, rhythm_model)
         print(f"{spec}: {seconds[spec] / len(conditions) * 1000:.0f} ms/ECG ({time.perf_counter() - tick:.0f} s)", flush=True)
 
-    comparison = compare_runs(values, conditions, reference=REFERENCE, noise_floor=NOISE_FLOOR, num_resamples=args.num_resamples, seed=args.seed)
+    comparison = compare_runs(values, conditions, reference=REFERENCE, noise_floor=NOISE_FLOOR, num_resamples=args.num_resamples, seed=min(draws))
     results = {
-        "model": pipe.model_id, "folds": args.folds, "num_conditions": len(conditions), "seed": args.seed,
+        "model": pipe.model_id, "folds": args.folds, "num_conditions": len(conditions), "seeds": list(draws),
         "device": f"CPU, {torch.get_num_threads()} torch threads" if pipe.device.type == "cpu" else str(pipe.device),
         "reference": REFERENCE, "noise_floor": NOISE_FLOOR, "noise_bound": comparison["noise_bound"],
         "candidates": {spec: {"scheduler": c.scheduler, "num_inference_steps": c.steps, "bf16_decoding": c.bf16_decoding,

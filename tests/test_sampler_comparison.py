@@ -70,3 +70,15 @@ def test_sweep_candidates_parse_and_bad_ones_name_the_format():
     for bad in ("unipc", "unipc:ten", "unipc:12:fp8"):
         with pytest.raises(argparse.ArgumentTypeError, match="scheduler:steps"):
             Candidate.parse(bad)
+
+
+def test_pooled_draws_keep_every_row_in_order_and_refuse_other_classes():
+    first, second = _conditions(5, seed=0), _conditions(3, seed=1)
+    pooled = Conditions.concatenate([first, second])
+    assert len(pooled) == 8 and pooled.ecg_ids == first.ecg_ids + second.ecg_ids
+    np.testing.assert_array_equal(pooled.heart_rate, np.concatenate([first.heart_rate, second.heart_rate]))
+    np.testing.assert_array_equal(pooled.rhythm_labels[5:], second.rhythm_labels)
+    assert pooled.signals.shape == (8, 12, 1000) and pooled.sex == first.sex + second.sex
+    other = Conditions(**{**vars(second), "classes": ["NORM"], "labels": second.labels[:, :1]})
+    with pytest.raises(ValueError, match="same classes"):
+        Conditions.concatenate([first, other])

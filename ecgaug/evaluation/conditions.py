@@ -63,6 +63,17 @@ class TestConditions:
                               [self.sex[i] for i in rows], self.heart_rate[rows], self.signals[torch.as_tensor(rows, dtype=torch.long)],
                               self.labels[rows], self.classes, self.rhythm_labels[rows])
 
+    @classmethod
+    def concatenate(cls, parts: Sequence["TestConditions"]) -> "TestConditions":
+        """The rows of ``parts`` one after another (e.g. several seeded draws of one fold, pooled)."""
+        if len({tuple(part.classes) for part in parts}) != 1:
+            raise ValueError(f"conditions to concatenate should have the same classes, but got {[part.classes for part in parts]}")
+        return cls([i for part in parts for i in part.ecg_ids], [r for part in parts for r in part.reports],
+                   np.concatenate([part.age for part in parts]), [s for part in parts for s in part.sex],
+                   np.concatenate([part.heart_rate for part in parts]), torch.cat([part.signals for part in parts]),
+                   np.concatenate([part.labels for part in parts]), parts[0].classes,
+                   np.concatenate([part.rhythm_labels for part in parts]))
+
 
 def check_held_out(info: dict, test_folds: Sequence[int]) -> None:
     """Raise ``ValueError`` unless ``info`` (``model_index.json``) shows the model never saw ``test_folds``.
