@@ -7,6 +7,7 @@ import pytest
 
 from ecgaug.cli import main
 from ecgaug.pipeline import list_pretrained
+from ecgaug.schedulers import make_scheduler
 from ecgaug.settings import DEFAULT_MODEL, GenerationSettings, add_generation_arguments
 
 REPORTS = ["sinus rhythm"]
@@ -59,12 +60,13 @@ def test_unknown_patient_values_and_range_ends_are_accepted(tiny_pipeline):
 
 
 def test_default_steps_are_resolved_once_in_the_settings(tiny_pipeline):
-    assert GenerationSettings().num_inference_steps == 15 and GenerationSettings().scheduler == "sde-dpmsolver++"
+    assert GenerationSettings().num_inference_steps == 12 and GenerationSettings().scheduler == "sde-dpmsolver++"
     assert GenerationSettings(scheduler="unipc").num_inference_steps == 12
     assert GenerationSettings(scheduler="dpmsolver++").num_inference_steps == 25
     assert GenerationSettings(scheduler="ddim").num_inference_steps == 50
     assert GenerationSettings(scheduler="ddpm").num_inference_steps == 1000
-    assert GenerationSettings(scheduler=tiny_pipeline.scheduler).num_inference_steps == 15  # an instance: by its name
+    instance = make_scheduler("dpmsolver++", tiny_pipeline.scheduler.config)
+    assert GenerationSettings(scheduler=instance).num_inference_steps == 25  # an instance: by its name
     assert GenerationSettings(num_inference_steps=7).call_kwargs()["num_inference_steps"] == 7
 
 
