@@ -33,7 +33,7 @@ from ecgaug.pipeline import DiffuSETSPipeline
 from ecgaug.schedulers import make_scheduler, published_ddpm_scheduler
 from ecgaug.settings import DEFAULT_MODEL, GenerationSettings
 
-SETTINGS = (("ddpm", 1000), ("dpmsolver++", 25), ("unipc", 15), ("unipc", 12), ("unipc", 10))
+SETTINGS = (("ddpm", 1000), ("dpmsolver++", 25), ("unipc", 12), ("sde-dpmsolver++", 15))
 
 
 def _synchronize(device: torch.device) -> None:

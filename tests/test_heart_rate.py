@@ -45,19 +45,19 @@ def irregular(seed, mean_rr=0.8):
 
 
 @pytest.mark.parametrize("fs", [100, 500])
-@pytest.mark.parametrize("rate", [40.0, 60.0, 75.0, 110.0, 160.0])
-def test_regular_rates_are_measured(rate, fs):
+@pytest.mark.parametrize("rate", [40.0, 60.0, 75.0, 110.0, 137.0, 160.0])
+def test_regular_rates_are_measured_between_samples(rate, fs):
     signals = np.stack([beat_train(regular(rate), fs, seed=seed) for seed in range(3)])
-    one_sample = rate**2 / (60 * fs)  # beats are sample indices: RR is quantised to 1 / fs
-    np.testing.assert_allclose(heart_rates(signals, fs), rate, atol=max(1.0, 1.1 * one_sample))
-    np.testing.assert_array_less(rr_cv(signals, fs), 0.03)
+    # at 100 Hz and 160 bpm one sample of RR is 4.3 bpm: whole-sample beats would miss by up to 2 bpm
+    np.testing.assert_allclose(heart_rates(signals, fs), rate, atol=0.3)
+    np.testing.assert_array_less(rr_cv(signals, fs), 0.01)
 
 
 def test_beats_sit_on_the_qrs_complexes():
     times = regular(72.0)
     beats = detect_beats(beat_train(times)[None], 100)[0]
-    true = np.round(times * 100).astype(int)
-    # every reported beat is a true one; beats in the first 0.3 s or just before the end may be left out
+    true = times * 100
+    # every reported beat is a true one; beats in the first 0.3 s and the last one are left out
     distance = np.abs(beats[:, None] - true[None, :]).min(axis=1)
     assert (distance <= 2).all(), (beats, true)
     assert len(beats) >= len(true) - 2

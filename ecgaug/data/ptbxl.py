@@ -67,7 +67,7 @@ SAMPLING_RATES = {100: ("filename_lr", 1000), 500: ("filename_hr", 5000)}
 REQUIRED_COLUMNS = ("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
 CACHE_FORMAT_VERSION = 1
 # Stored with the heart-rate cache: a change of method makes the cache stale.
-HEART_RATE_METHOD = "multi-lead energy detector, median RR v2"
+HEART_RATE_METHOD = "multi-lead energy detector, median RR v3"
 # Any temporary file of a cache of one sampling rate; the PID follows ".tmp".
 TEMP_PATTERNS = ("signals{fs}.tmp*.npy", "signals{fs}.json.tmp*", "heart_rates{fs}.tmp*.npz")
 
