@@ -120,10 +120,12 @@ def table(results: dict) -> str:
             d = row["vs_reference"][metric]
             mark = {None: "", True: " ✓", False: " ✗"}[None if name == REFERENCE else row["within_noise"][metric]]
             value = "n/a" if d["value"] is None else f"{d['value']:.3f}"
-            cells.append(value + ("" if name == REFERENCE or d["difference"] is None else f" ({d['difference']:+.3f}){mark}"))
+            low, high = d["ci"]
+            ci = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
+            cells.append(value + ("" if name == REFERENCE or d["difference"] is None else f" ({d['difference']:+.3f}{ci}){mark}"))
         lines.append(f"| {name} | {row['ms_per_ecg']:.0f} | " + " | ".join(cells) + f" | {'' if name == REFERENCE else ('yes' if all(v is not False for v in row['within_noise'].values()) else 'no')} |")
     bounds = ", ".join(f"{m} ±{results['noise_bound'][m]:.3f}" if results["noise_bound"][m] is not None else f"{m} undefined" for m in METRICS)
-    return "\n".join(lines) + f"\n\nNoise bound (larger end of the DDPM-1000 run-to-run 95 % CI): {bounds}\n"
+    return "\n".join(lines) + f"\n\nDifference to {REFERENCE} [95 % CI]. Noise bound (larger end of the DDPM-1000 run-to-run 95 % CI): {bounds}\n"
 
 
 def main() -> None:
