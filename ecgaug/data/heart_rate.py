@@ -30,8 +30,9 @@ the cached rates before, leaves the last beat out too. With that convention the 
 with GQRS's (median over leads II, V1, V5) within 2 bpm on 98.0 % of PTB-XL's records at 100 Hz
 (99.7 % where GQRS's three leads agree with each other; on half of the records where they
 disagree this detector finds two or more beats that GQRS's median lead misses, mostly irregular
-rhythms and ectopic beats), at about 2,000-2,900 ECGs/s on one core against GQRS's 85. The sub-sample placement and the last-beat rule were chosen on folds 1-8.
-See ``benchmarks/bench_heart_rate.py``.
+rhythms and ectopic beats), at about 2,000-2,900 ECGs/s on one core against GQRS's 85. The
+sub-sample placement and the last-beat rule were chosen on folds 1-8. See
+``benchmarks/bench_heart_rate.py``.
 """
 from __future__ import annotations
 
