@@ -359,7 +359,7 @@ class DiffuSETSPipeline:
                 ``lead_order`` (as the output). Generation starts from them, noised part-way (as diffusers' img2img).
             strength: with ``init_ecgs``: the fraction of the ``num_inference_steps`` schedule that is run, in (0, 1];
                 small values stay close to the seed, 1 starts from pure noise (the seeds are then not used).
-            num_inference_steps: sampler steps, 1–1000 (default: 13 for SDE-DPM-Solver++, 12 for UniPC, 25 for DPM-Solver++, 50 for DDIM, 1000 for DDPM).
+            num_inference_steps: sampler steps, 1–1000 (default: 15 for SDE-DPM-Solver++, 12 for UniPC, 25 for DPM-Solver++, 50 for DDIM, 1000 for DDPM).
             guidance_scale: classifier-free guidance, enabled when > 1 (models trained with condition dropout only).
             generator: one ``torch.Generator``, or a list with one per output ECG (results then do not depend on batching).
             latents: the starting noise ``(num_ecgs, latent channels, latent length)`` (8 x 128 for ptbxl-base) (with ``init_ecgs``: the noise added to their latents).

@@ -253,7 +253,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, seed_ecgs: bool
                        default=None, help="OpenAI text encoder: seconds per request before it is retried (default 60)")
     group.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help=f"sampler (default {DEFAULT_SCHEDULER})")
     group.add_argument("--num_inference_steps", type=cli_type(_settings_check("num_inference_steps"), int), default=None,
-                       help="sampler steps, 1–1000 (default: 13 SDE-DPM-Solver++, 12 UniPC, 25 DPM-Solver++, 50 DDIM, 1000 DDPM)")
+                       help="sampler steps, 1–1000 (default: 15 SDE-DPM-Solver++, 12 UniPC, 25 DPM-Solver++, 50 DDIM, 1000 DDPM)")
     group.add_argument("--guidance_scale", type=cli_type(_settings_check("guidance_scale")), default=1.0,
                        help="classifier-free guidance, finite, >= 1 (1 = none; models trained with condition dropout only)")
     if seed_ecgs:

@@ -172,8 +172,8 @@ def test_the_settings_resolve_the_default_steps_once_and_must_fit_the_generator(
     plan = small_plan()
     fake = FakeGenerator()
     cache, _ = run_build(tmp_path / "fake", plan, fake, shard_size=SHARD_SIZE, show_progress=False)
-    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 13, "the key records the steps run"
-    assert {call[1] for call in fake.calls} == {13}
+    assert cache.config.num_inference_steps == GenerationSettings().num_inference_steps == 15, "the key records the steps run"
+    assert {call[1] for call in fake.calls} == {15}
     assert build_settings(tiny_pipeline).scheduler == "sde-dpmsolver++"
     with pytest.raises(ValueError, match="the settings name sampler 'ddim'.*'sde-dpmsolver\\+\\+'"):
         run_build(tmp_path / "ddim", plan, tiny_pipeline, GenerationSettings(scheduler="ddim"), show_progress=False)

@@ -120,7 +120,7 @@ def test_build_reads_one_generation_settings_object():
     settings = cache_command._settings(args)
     assert settings == GenerationSettings(scheduler="ddim", num_inference_steps=50, guidance_scale=2.0, lead_order="mimic",
                                           batch_size=3, text_encoder={"type": "openai", "request_timeout": 5.0})  # fmt: skip
-    assert cache_command._settings(build_parser_args([])).num_inference_steps == 13, "the default steps come from the settings"
+    assert cache_command._settings(build_parser_args([])).num_inference_steps == 15, "the default steps come from the settings"
     for bad in (["--num_inference_steps", "0"], ["--guidance_scale", "0.5"], ["--sampling_rate", "0"], ["--request_timeout", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             build_parser_args(bad)

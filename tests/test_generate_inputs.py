@@ -60,7 +60,7 @@ def test_unknown_patient_values_and_range_ends_are_accepted(tiny_pipeline):
 
 
 def test_default_steps_are_resolved_once_in_the_settings(tiny_pipeline):
-    assert GenerationSettings().num_inference_steps == 13 and GenerationSettings().scheduler == "sde-dpmsolver++"
+    assert GenerationSettings().num_inference_steps == 15 and GenerationSettings().scheduler == "sde-dpmsolver++"
     assert GenerationSettings(scheduler="unipc").num_inference_steps == 12
     assert GenerationSettings(scheduler="dpmsolver++").num_inference_steps == 25
     assert GenerationSettings(scheduler="ddim").num_inference_steps == 50
