@@ -50,8 +50,8 @@ class Conv1d(nn.Conv1d):
     """A ``nn.Conv1d`` that also takes one-row images ``(B, C, 1, L)``, as a ``1 × k`` 2-D convolution.
 
     The decoder runs in that layout, channels-last, on CPUs: oneDNN's channels-last 2-D kernels are
-    about 10 % faster there than its 1-D ones (``benchmarks/bench_sampling.py``). Same parameters and
-    state dict as ``nn.Conv1d``.
+    8-11 % faster there than its 1-D ones on the published-size decoder, in float32 and bfloat16
+    (measured interleaved; README, Benchmarks). Same parameters and state dict as ``nn.Conv1d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
