@@ -140,12 +140,6 @@ def check_equivalence(published: Published, pipe: DiffuSETSPipeline, batch_size:
     return unet_error, decoder_error
 
 
-def published_scheduler(steps: int) -> diffusers.DDPMScheduler:
-    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012)
-    scheduler.set_timesteps(steps)
-    return scheduler
-
-
 def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -156,7 +150,8 @@ def time_published(published: Published, embeds: torch.Tensor, steps: int) -> tu
     """Seconds of the sampling loop, of decoding as published (autograd on) and of decoding under no_grad."""
     batch_size = embeds.shape[0]
     features = torch.tensor([[1.0 if SEX == "M" else 0.0, AGE, HEART_RATE]] * batch_size)
-    scheduler = published_scheduler(steps)
+    scheduler = published_ddpm_scheduler()
+    scheduler.set_timesteps(steps)
     latents = []
     loop = _timed(lambda: latents.append(published.sample(scheduler, published.unet, batch_size, "cpu",
                                                           embeds[:, None, :], published_condition(features))))
