@@ -123,7 +123,7 @@ class DiffuSETSPipeline:
                 f"Text encoder {text_encoder.name} gives {text_encoder.embedding_dim}-d embeddings, "
                 f"but the UNet was trained on {unet.config.text_embed_dim}-d ones."
             )
-        self.vae = vae.eval()
+        self.vae = vae.eval().fuse_upsampling()
         self.unet = unet.eval().fuse_projections()
         self.scheduler = scheduler
         self.text_encoder = text_encoder

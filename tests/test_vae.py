@@ -1,5 +1,5 @@
-"""The VAE's derived-limb-lead option (networks on I, II, V1-V6, the other four limb leads exact), and its
-one-row channels-last layout for decoding on CPUs (same numbers as the 1-D layout)."""
+"""The VAE's derived-limb-lead option (networks on I, II, V1-V6, the other four limb leads exact), its
+one-row channels-last layout for decoding on CPUs (same numbers as the 1-D layout), and fused upsampling."""
 import pytest
 import torch
 
@@ -58,11 +58,18 @@ def test_derive_limb_leads_from_any_order_of_source_leads():
         derive_limb_leads(x[:, 2:], source_leads=ptbxl[2:])
 
 
+def _fused(upsample: vae_module.Upsample) -> vae_module.Upsample:
+    upsample.fuse()
+    return upsample
+
+
 @pytest.mark.parametrize("make_layer", [
     lambda: vae_module.Conv1d(16, 32, 3, padding=1),
     lambda: vae_module.Conv1d(16, 16, 1),
     lambda: vae_module.Downsample(16),
     lambda: vae_module.Upsample(16),
+    lambda: _fused(vae_module.Upsample(16)),
+    lambda: vae_module.GroupNorm(4, 16),  # 4 channels per group: the one-row layout takes the sums path
     lambda: vae_module.SelfAttention(16),
     lambda: vae_module.ResidualBlock(16, 32, norm_num_groups=8),
 ])
@@ -73,3 +80,54 @@ def test_decoder_layers_give_the_same_numbers_on_one_row_channels_last_images(ma
     image = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(layer(image).squeeze(2), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def _perturbed(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():  # GroupNorm's unit weights and zero biases would hide mistakes
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+def test_group_norm_sums_path_matches_pytorch_in_value_and_gradient(monkeypatch):
+    torch.manual_seed(0)
+    norm = _perturbed(vae_module.GroupNorm(8, 64))  # 8 channels per group, length under 1024: the sums path
+    reference = torch.nn.GroupNorm(8, 64)
+    reference.load_state_dict(norm.state_dict())
+    x = (3.0 + 2.0 * torch.randn(2, 64, 1, 40)).contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    expected = reference(x_ref)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.functional, "group_norm", None)  # PyTorch's kernel must not run
+        out = norm(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    (out * torch.arange(40.0)).sum().backward()
+    (expected * torch.arange(40.0)).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norm.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = norm(x.detach().bfloat16().contiguous(memory_format=torch.channels_last))
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), expected.detach(), rtol=0.02, atol=0.05)
+
+
+@torch.no_grad()
+def test_fused_upsampling_decodes_the_same_stays_out_of_the_weights_and_follows_training_and_loading():
+    torch.manual_seed(0)
+    vae = _perturbed(ECGVAE(DERIVED)).eval()
+    latents = torch.randn(2, DERIVED.latent_channels, 128)
+    expected = vae.decode(latents)
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    vae.fuse_upsampling()
+    after = vae.state_dict()
+    assert vae.fused and after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    fused = vae.decode(latents)
+    assert not torch.equal(fused, expected)  # a different computation...
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)  # ...of the same function
+
+    other = _perturbed(ECGVAE(DERIVED)).eval()
+    vae.load_state_dict(other.state_dict())  # the fused weights follow the loaded ones
+    torch.testing.assert_close(vae.decode(latents), other.decode(latents), rtol=1e-5, atol=1e-5)
+    vae.train()
+    assert not vae.fused and all(m.fused_weight is None for m in vae.modules() if isinstance(m, vae_module.Upsample))

@@ -1,7 +1,8 @@
-"""Saving and loading our own model folders: ``config.json`` + ``model.safetensors``.
+"""Saving and loading our own model folders (``config.json`` + ``model.safetensors``), and fusion for sampling.
 
 Each model class pairs with a config dataclass (``config_class``); ``save_pretrained`` writes
 both, ``from_pretrained`` rebuilds the model from the config and loads the weights strictly.
+:class:`FusionMixin` lets a model derive faster weights for sampling from its own, outside the state dict.
 """
 from __future__ import annotations
 
@@ -78,3 +79,39 @@ class PretrainedModelMixin:
     def num_parameters(self) -> int:
         assert isinstance(self, nn.Module)
         return sum(p.numel() for p in self.parameters())
+
+
+class FusionMixin(nn.Module):
+    """Derived weights for sampling: the same function, computed faster.
+
+    Each submodule of a ``_FUSABLE`` type derives its fused weights in ``fuse()`` and drops them in
+    ``unfuse()``; it keeps them in non-persistent buffers (never in the state dict) and uses them in eval
+    mode only. Fused weights are recomputed when weights are loaded and dropped by ``train()``; call
+    :meth:`_set_fused` again after changing weights by hand. Models expose it under a name that says what
+    they fuse (``fuse_projections``, ``fuse_upsampling``).
+    """
+
+    _FUSABLE: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fused = False
+        self.register_load_state_dict_post_hook(FusionMixin._refuse_after_loading)
+
+    @staticmethod
+    def _refuse_after_loading(module: "FusionMixin", _incompatible_keys) -> None:
+        if module.fused:
+            module._set_fused(True)
+
+    @torch.no_grad()
+    def _set_fused(self, fused: bool):
+        for module in self.modules():
+            if isinstance(module, self._FUSABLE):
+                module.fuse() if fused else module.unfuse()
+        self.fused = fused
+        return self
+
+    def train(self, mode: bool = True):
+        if mode and self.fused:
+            self._set_fused(False)
+        return super().train(mode)

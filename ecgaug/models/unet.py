@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgaug.models.modeling_utils import PretrainedModelMixin
+from ecgaug.models.modeling_utils import FusionMixin, PretrainedModelMixin
 
 __all__ = ["UNetConfig", "ConditionalUNet1D", "PATIENT_FEATURES", "sinusoidal_time_table"]
 
@@ -74,6 +74,15 @@ def _compose(*maps: nn.Linear | tuple[torch.Tensor, torch.Tensor]) -> tuple[torc
     for w, b in pairs[1:]:
         weight, bias = w @ weight, w @ bias + b
     return weight, bias
+
+
+def _pointwise(conv: nn.Conv1d, rows: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to ``(B, L, C_in)`` rows as one matrix product: ``(B, L, C_out)``.
+
+    PyTorch runs 1x1 convolutions of batches under 16 on one CPU thread as a loop of per-sample products,
+    several times slower than this at the UNet's short lengths (README, Benchmarks).
+    """
+    return F.linear(rows, conv.weight.squeeze(-1), conv.bias)
 
 
 class TimeEmbedding(nn.Module):
@@ -190,12 +199,14 @@ class ConditionalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, condition_embedding: torch.Tensor) -> torch.Tensor:
         h = x + self.time_embedding(timestep)[:, :, None]
-        h = self.conv_mid(F.mish(self.norm1(self.conv1(h))))  # (B, mid, L)
-        h = h.transpose(1, 2)  # (B, L, mid)
+        h = F.mish(self.norm1(self.conv1(h))).transpose(1, 2)  # (B, L, mid)
+        h = _pointwise(self.conv_mid, h)
         h = self.attention_norm(self.self_attention(h) + condition_embedding[:, None, :])
         h = h.transpose(1, 2)
         h = F.mish(self.norm2(self.conv2(h)))  # (B, out, L)
-        return h + self.residual(x)  # residual from the input before the time bias
+        if isinstance(self.residual, nn.Identity):
+            return h + x
+        return h + _pointwise(self.residual, x.transpose(1, 2)).transpose(1, 2)  # residual from the input before the time bias
 
 
 class Bottleneck(nn.Module):
@@ -235,7 +246,7 @@ class UpBlock(nn.Module):
         self.block = ConditionalBlock(config, in_channels, out_channels)
 
 
-class ConditionalUNet1D(PretrainedModelMixin, nn.Module):
+class ConditionalUNet1D(PretrainedModelMixin, FusionMixin):
     """Noise prediction ``(B, C, L)`` from noisy latents, timesteps, text embeddings and patient features."""
 
     config_class = UNetConfig
@@ -266,43 +277,22 @@ class ConditionalUNet1D(PretrainedModelMixin, nn.Module):
         )
         if config.null_condition:
             self.null_text_embedding = nn.Parameter(torch.zeros(config.text_embed_dim))
-        self.fused = False
-        self.register_load_state_dict_post_hook(ConditionalUNet1D._refuse_after_loading)
 
     _FUSABLE = (TimeEmbedding, SelfAttention, ConditionInjection)
 
-    @staticmethod
-    def _refuse_after_loading(module: "ConditionalUNet1D", _incompatible_keys) -> None:
-        if module.fused:
-            module.fuse_projections()
-
-    @torch.no_grad()
     def fuse_projections(self) -> "ConditionalUNet1D":
         """Fold each chain of linear layers into one and tabulate the time embeddings, for sampling.
 
         The same function up to float rounding (about 1e-6 relative), with fewer and larger matrix
-        products: about 1.5x faster steps at batches of 4-8 on a CPU. The fused weights are derived
-        buffers, left out of the state dict; they are used in eval mode, recomputed when weights are
-        loaded, and dropped by ``train()``. Call it again after changing weights by hand.
+        products: about 1.5x faster steps at batches of 4-8 on a CPU. The fused weights stay out of the
+        state dict, are used in eval mode, follow loaded weights and are dropped by ``train()``
+        (:class:`~ecgaug.models.modeling_utils.FusionMixin`).
         """
-        for module in self.modules():
-            if isinstance(module, self._FUSABLE):
-                module.fuse()
-        self.fused = True
-        return self
+        return self._set_fused(True)
 
     def unfuse_projections(self) -> "ConditionalUNet1D":
         """Drop the fused weights (the layers compute step by step again)."""
-        for module in self.modules():
-            if isinstance(module, self._FUSABLE):
-                module.unfuse()
-        self.fused = False
-        return self
-
-    def train(self, mode: bool = True) -> "ConditionalUNet1D":
-        if mode and self.fused:
-            self.unfuse_projections()
-        return super().train(mode)
+        return self._set_fused(False)
 
     def build_condition(
         self,
