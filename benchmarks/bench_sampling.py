@@ -8,7 +8,8 @@ embeds the same reports once). Printed:
    (:meth:`ConditionalUNet1D.fuse_projections`); fused and with the condition computed once per ECG
    (:meth:`ConditionalUNet1D.condition_embeddings`): the pipeline's step; the same under bf16 autocast;
    one VAE decoding in float32 and in bfloat16 (the pipeline's default on CPUs with native bf16,
-   ``pipe.cpu_decode_dtype``).
+   ``pipe.cpu_decode_dtype``), both with fused upsampling (:meth:`ECGVAE.fuse_upsampling`, the
+   pipeline's), and in bfloat16 without it.
 2. Per sampler setting: steps x the pipeline's UNet step + decoding at the pipeline's default precision.
 3. The error of bfloat16 decoding on a *trained* model (the shipped ``ptbxl-base``): latents of 32
    generated ECGs decoded in float32 and in bfloat16, relative RMS difference and largest difference in mV.
@@ -81,6 +82,9 @@ def component_costs(pipe: DiffuSETSPipeline, batch_size: int, repeats: int) -> d
     costs["unet_step_pipeline_bf16"] = per_ecg(pipeline_step, torch.bfloat16)
     costs["decode_float32"] = per_ecg(decode)
     costs["decode_bfloat16"] = per_ecg(decode, torch.bfloat16)
+    pipe.vae.unfuse_upsampling()
+    costs["decode_bfloat16_unfused"] = per_ecg(decode, torch.bfloat16)
+    pipe.vae.fuse_upsampling()
     return costs
 
 
@@ -129,11 +133,12 @@ def main() -> None:
     print(f"default: {default.sampler_name} x{default.num_inference_steps}")
 
     costs = {batch: component_costs(pipe, batch, repeats=5) for batch in args.component_batch_sizes}
-    print("\n| batch | UNet step as built | fused | fused, condition once (pipeline) | pipeline, bf16 | decoding float32 | decoding bfloat16 |  (ms per ECG)")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| batch | UNet step as built | fused | fused, condition once (pipeline) | pipeline, bf16 | decoding float32 | decoding bfloat16 "
+          "| bfloat16, upsampling unfused |  (ms per ECG)")
+    print("|---|---|---|---|---|---|---|---|")
     for batch, c in costs.items():
         print(f"| {batch} | {c['unet_step_as_built']:.2f} | {c['unet_step_fused']:.2f} | {c['unet_step_pipeline']:.2f} | "
-              f"{c['unet_step_pipeline_bf16']:.2f} | {c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} |")
+              f"{c['unet_step_pipeline_bf16']:.2f} | {c['decode_float32']:.1f} | {c['decode_bfloat16']:.1f} | {c['decode_bfloat16_unfused']:.1f} |")
 
     decode_key = "decode_bfloat16" if pipe.precision != "cpu-float32" else "decode_float32"
     print("\n| setting | " + " | ".join(f"batch {b}: UNet + decoding = ms/ECG" for b in costs) + " |")
