@@ -80,7 +80,7 @@ def _pointwise(conv: nn.Conv1d, rows: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution applied to ``(B, L, C_in)`` rows as one matrix product: ``(B, L, C_out)``.
 
     PyTorch runs 1x1 convolutions of batches under 16 on one CPU thread as a loop of per-sample products,
-    several times slower than this at the UNet's short lengths (README, Benchmarks).
+    4-7x slower than this at the UNet's short lengths: 4-6 % of a sampling step (README, Benchmarks).
     """
     return F.linear(rows, conv.weight.squeeze(-1), conv.bias)
 
