@@ -86,9 +86,9 @@ class FusionMixin(nn.Module):
 
     Each submodule of a ``_FUSABLE`` type derives its fused weights in ``fuse()`` and drops them in
     ``unfuse()``; it keeps them in non-persistent buffers (never in the state dict) and uses them in eval
-    mode only. Fused weights are recomputed when weights are loaded and dropped by ``train()``; call
-    :meth:`_set_fused` again after changing weights by hand. Models expose it under a name that says what
-    they fuse (``fuse_projections``, ``fuse_upsampling``).
+    mode only. Fused weights are recomputed when weights are loaded and dropped by ``train()``. Models
+    expose fusion under a name that says what they fuse (``fuse_projections``, ``fuse_upsampling``); call
+    it again after changing weights by hand.
     """
 
     _FUSABLE: ClassVar[tuple[type, ...]] = ()
