@@ -96,10 +96,10 @@ class FusionMixin(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fused = False
-        self.register_load_state_dict_post_hook(FusionMixin._refuse_after_loading)
+        self.register_load_state_dict_post_hook(FusionMixin._fuse_again_after_loading)
 
     @staticmethod
-    def _refuse_after_loading(module: "FusionMixin", _incompatible_keys) -> None:
+    def _fuse_again_after_loading(module: "FusionMixin", _incompatible_keys) -> None:
         if module.fused:
             module._set_fused(True)
 
